@@ -1,0 +1,128 @@
+//! What the project needs from outside, installed by the project itself:
+//! Debian packages (apt), bindgen-cli (cargo install) and virtme-ng (a pip
+//! venv), the last two into the project cache.
+
+use crate::util::{cache_dir, output, root, run, step};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The pinned kernel source package and its version.
+pub const KERNEL_PACKAGE: &str = "linux-source-6.12";
+pub const KERNEL_PACKAGE_VERSION: &str = "6.12.117-1~deb12u1";
+
+/// Debian packages: the kernel source, the Debian rustc that the kernel
+/// builds with (the rustup toolchain has no `rust-src`), LLVM, QEMU, and what
+/// a kernel build and virtme-ng need (`udev`: without `systemd-udevd` the
+/// guest has no virtio console and the exit status of commands is lost).
+const PACKAGES: &[&str] = &[
+    "rustc-web",
+    "rust-web-src",
+    "clang",
+    "lld",
+    "llvm",
+    "libclang-dev",
+    "qemu-system-x86",
+    "busybox-static",
+    "udev",
+    "flex",
+    "bison",
+    "bc",
+    "libelf-dev",
+    "libssl-dev",
+    "cpio",
+    "xz-utils",
+    "make",
+    "patch",
+    "kmod",
+    "iproute2",
+    "python3-venv",
+];
+
+/// The Debian rustc, its rustdoc, and the std sources it ships.
+pub const RUSTC: &str = "/usr/bin/rustc";
+pub const RUSTDOC: &str = "/usr/bin/rustdoc";
+pub const RUST_LIB_SRC: &str = "/usr/src/rustc-1.96.0/library";
+
+const BINDGEN_VERSION: &str = "0.71.1";
+const VIRTME_NG_VERSION: &str = "1.42";
+
+fn installed_version(package: &str) -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}\t${Version}", package])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (status, version) = text.split_once('\t')?;
+    status.ends_with(" installed").then(|| version.to_string())
+}
+
+/// Installs the missing Debian packages when run as root; otherwise stops
+/// with the exact command to run.
+pub fn ensure_packages() -> Result<()> {
+    let kernel_pin = format!("{KERNEL_PACKAGE}={KERNEL_PACKAGE_VERSION}");
+    let mut missing: Vec<String> = PACKAGES
+        .iter()
+        .filter(|p| installed_version(p).is_none())
+        .map(|p| p.to_string())
+        .collect();
+    if installed_version(KERNEL_PACKAGE).as_deref() != Some(KERNEL_PACKAGE_VERSION) {
+        missing.push(kernel_pin);
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    let uid = output(Command::new("id").arg("-u")).unwrap_or_default();
+    if uid.trim() != "0" {
+        bail!("missing Debian packages; run as root:\n    apt-get update && {install}");
+    }
+    step(format!("installing Debian packages: {}", missing.join(" ")));
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("sh")
+        .arg("-c")
+        .arg(&install)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .with_context(|| {
+        format!("is {KERNEL_PACKAGE} {KERNEL_PACKAGE_VERSION} still in the archive? `apt-cache policy {KERNEL_PACKAGE}` lists the versions; the pin is in xtask/src/deps.rs")
+    })
+}
+
+/// bindgen-cli, installed with `cargo install` into the cache (Debian's
+/// bindgen is too old for the kernel). Returns the binary.
+pub fn ensure_bindgen() -> Result<PathBuf> {
+    let prefix = cache_dir()?.join(format!("tools/bindgen-cli-{BINDGEN_VERSION}"));
+    let bin = prefix.join("bin/bindgen");
+    if !bin.exists() {
+        step(format!("installing bindgen-cli {BINDGEN_VERSION} into {} (about a minute)", prefix.display()));
+        run(Command::new("cargo")
+            .args(["install", "--locked", "--quiet", "bindgen-cli", "--version", BINDGEN_VERSION, "--root"])
+            .arg(&prefix))?;
+    }
+    Ok(bin)
+}
+
+/// virtme-ng in a venv in the cache. Returns the venv's `bin/` directory,
+/// which must be on PATH for `vng` to find `virtme-run`.
+pub fn ensure_virtme_ng() -> Result<PathBuf> {
+    let requirements = root().join("xtask/virtme-ng-requirements.txt");
+    let venv = cache_dir()?.join(format!("tools/virtme-ng-{VIRTME_NG_VERSION}"));
+    let bin = venv.join("bin");
+    let stamp = venv.join(".requirements");
+    let wanted = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && bin.join("vng").exists() {
+        return Ok(bin);
+    }
+    step(format!("installing virtme-ng {VIRTME_NG_VERSION} into {}", venv.display()));
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+        .context("python3 -m venv failed: is python3-venv installed?")?;
+    run(Command::new(bin.join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements))?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(bin)
+}
