@@ -21,14 +21,14 @@
 //!
 //! and the kernel log shows `kmod_raw: echo on netlink unit 31`.
 
+use kernel::c_str;
 use kernel::net::netlink::{Input, Message, NetlinkSkBuff, RecvSkBuff, Socket};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
-// The wire contract, shared with the clients. Each crate uses a subset.
-#[allow(dead_code)]
+/// The wire contract, shared with the clients (`proto/src/wire.rs`).
 #[path = "../proto/src/wire.rs"]
-mod proto;
+pub mod proto;
 
 module! {
     type: KmodRaw,
@@ -70,6 +70,7 @@ fn echo(skb: &RecvSkBuff, request: &Message<'_>) -> Result {
 
 /// The extended-ack message that goes with an error.
 fn reason(err: Error) -> Option<&'static CStr> {
+    static_assert!(proto::MAX_PAYLOAD == 16384);
     (err == EMSGSIZE).then_some(c_str!("payload longer than 16384 bytes"))
 }
 

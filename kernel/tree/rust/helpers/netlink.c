@@ -31,11 +31,6 @@ void *rust_helper_nlmsg_data(const struct nlmsghdr *nlh)
 	return nlmsg_data(nlh);
 }
 
-void rust_helper_nlmsg_end(struct sk_buff *skb, struct nlmsghdr *nlh)
-{
-	nlmsg_end(skb, nlh);
-}
-
 int rust_helper_nlmsg_unicast(struct sock *sk, struct sk_buff *skb, u32 portid)
 {
 	return nlmsg_unicast(sk, skb, portid);

@@ -21,7 +21,7 @@
 use crate::{
     alloc::Flags,
     bindings,
-    error::{code::*, to_result, Error, Result},
+    error::{code::*, to_result, Result},
     str::CStr,
     sync::Arc,
     types::{ForeignOwnable, Opaque},
@@ -71,7 +71,7 @@ pub const NLM_F_ACK: u16 = bindings::NLM_F_ACK as u16;
 ///
 /// The implementing type is the socket's data: [`Socket::new`] takes it in an
 /// [`Arc`], and every call gets a reference to it.
-pub trait Input: Send + Sync + Sized {
+pub trait Input: Send + Sync + Sized + 'static {
     /// Handles one datagram.
     ///
     /// Runs synchronously in the sender's context, inside its `sendmsg()`,
@@ -146,6 +146,10 @@ impl SocketRef {
 ///     }
 /// }
 ///
+/// # // SAFETY: Code built into the kernel, as this example is, has no module:
+/// # // its `THIS_MODULE` is NULL.
+/// # static THIS_MODULE: kernel::ThisModule =
+/// #     unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
 /// // Unit 30 is unused in the test kernel.
 /// let socket = Socket::new(30, &THIS_MODULE, Arc::new(Quiet, GFP_KERNEL)?)?;
 /// // A second socket for the same unit is refused.
@@ -486,8 +490,8 @@ impl<'a> Message<'a> {
 ///
 /// let mut skb = NetlinkSkBuff::new(5, GFP_KERNEL)?;
 /// skb.put(42, 1, 0x10, 0, b"hello")?;
-/// // The buffer is full: a second message does not fit.
-/// assert!(skb.put(42, 2, 0x10, 0, b"hello").is_err());
+/// // Allocation rounds up, but not to a page: this one does not fit.
+/// assert_eq!(skb.put(42, 2, 0x10, 0, &[0; 4096]), Err(EMSGSIZE));
 /// # Ok::<(), Error>(())
 /// ```
 ///
@@ -516,11 +520,16 @@ impl NetlinkSkBuff {
         })
     }
 
-    /// Appends a message: `nlmsg_put()`, a copy of `payload`, `nlmsg_end()`.
+    /// Appends a message: `nlmsg_put()` and a copy of `payload`.
     ///
     /// `portid` goes into `nlmsg_pid`: by convention the port id of the
     /// requester that this answers. Fails with `EMSGSIZE`, leaving the
     /// buffer as it was, when the message does not fit.
+    ///
+    /// `nlmsg_len` is exact, `NLMSG_LENGTH(payload.len())`, as `nlmsg_put()`
+    /// writes it: the payload is raw bytes, so the receiver learns its length
+    /// from the header. (`nlmsg_end()`, made for attribute payloads, would
+    /// round it up to 4 bytes.) The padding after the payload is zeroed.
     pub fn put(&mut self, portid: u32, seq: u32, ty: u16, flags: u16, payload: &[u8]) -> Result {
         let len = i32::try_from(payload.len()).map_err(|_| EMSGSIZE)?;
         let skb = self.skb.as_ptr();
@@ -532,16 +541,14 @@ impl NetlinkSkBuff {
             return Err(EMSGSIZE);
         }
         // SAFETY: `nlh` starts a message with room for `len` payload bytes,
-        // which cannot overlap `payload`, a slice the caller owns. `nlmsg_end()`
-        // then sets `nlmsg_len` from the skb's tail.
+        // which cannot overlap `payload`, a slice the caller owns.
         unsafe {
             ptr::copy_nonoverlapping(
                 payload.as_ptr(),
                 bindings::nlmsg_data(nlh).cast::<u8>(),
                 payload.len(),
-            );
-            bindings::nlmsg_end(skb, nlh);
-        }
+            )
+        };
         Ok(())
     }
 
@@ -556,9 +563,4 @@ impl Drop for NetlinkSkBuff {
         // SAFETY: By the type invariant, the skb is ours and was never sent.
         unsafe { bindings::nlmsg_free(self.skb.as_ptr()) };
     }
-}
-
-/// Converts an error into the negative errno carried by `NLMSG_ERROR`.
-pub fn errno(err: Error) -> i32 {
-    err.to_errno()
 }

@@ -1,0 +1,196 @@
+//! `cargo xtask vm`: runs a command in a VM booted from the project's kernel,
+//! with kernel modules inserted, using virtme-ng under QEMU TCG.
+//!
+//! virtme-ng shares the host's root filesystem read-only with the guest, so
+//! host binaries and paths work as they are. The runner writes a small guest
+//! script that inserts the modules, runs the command, removes the modules and
+//! saves the kernel log; the host then fails the run if the log shows a
+//! panic, Oops, BUG, WARNING, KASAN, lockdep or KUnit failure, even when the
+//! command succeeded.
+
+use crate::kernel::Kernel;
+use crate::util::{root, show, step};
+use anyhow::{bail, Context, Result};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The project's kernel modules: short name, crate directory, module name.
+pub const KMODS: &[(&str, &str, &str)] = &[("raw", "kmod-raw", "kmod_raw")];
+
+/// What a VM run needs.
+pub struct VmRun<'a> {
+    pub kernel: &'a Kernel,
+    /// Short names from [`KMODS`], inserted in this order.
+    pub modules: Vec<String>,
+    pub cmd: Vec<String>,
+    pub timeout: Duration,
+    pub cpus: u32,
+    /// Directories the guest may write to (everything else is read-only).
+    pub rw_dirs: Vec<PathBuf>,
+    /// Extra environment for the command.
+    pub env: Vec<(String, String)>,
+}
+
+/// The `.ko` of a module by short name.
+pub fn ko_path(short: &str) -> Result<PathBuf> {
+    let (_, dir, name) = KMODS
+        .iter()
+        .find(|(s, _, _)| *s == short)
+        .with_context(|| format!("unknown module `{short}`: known are {}", known()))?;
+    Ok(root().join(dir).join(format!("{name}.ko")))
+}
+
+fn module_name(short: &str) -> &'static str {
+    KMODS.iter().find(|(s, _, _)| *s == short).map_or("", |m| m.2)
+}
+
+pub fn known() -> String {
+    KMODS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+}
+
+/// Lines of a kernel log that fail a run.
+const SPLATS: &[&str] = &[
+    "Kernel panic",
+    "Oops:",
+    "BUG:",
+    "WARNING:",
+    "KASAN:",
+    "UBSAN:",
+    "possible recursive locking",
+    "possible circular locking",
+    "inconsistent lock state",
+    "suspicious RCU usage",
+    "kmemleak:",
+    "general protection fault",
+    "Call Trace:",
+    "blocked for more than",
+    "rcu: INFO:",
+];
+
+/// Kernel log lines showing a problem.
+pub fn splats(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| SPLATS.iter().any(|s| l.contains(s)) || is_kunit_failure(l))
+        .collect()
+}
+
+/// A failed KUnit test ("not ok 3 - rust_doctest_..."), the doc examples of
+/// the `kernel` crate included.
+fn is_kunit_failure(line: &str) -> bool {
+    line.split("not ok ")
+        .nth(1)
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Runs the command in the VM; returns its exit status, after checking the
+/// kernel log and the module removal.
+pub fn run(vm: &VmRun) -> Result<i32> {
+    let vng_bin = crate::deps::ensure_virtme_ng()?;
+    let work = root().join("target/rosetta/vm").join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let script = work.join("guest.sh");
+    let status_file = work.join("status");
+    let dmesg_file = work.join("dmesg");
+
+    let mut s = String::from("#!/bin/sh\n# Written by `cargo xtask vm`; runs inside the guest.\n");
+    s += &format!("out={}\n", sh_quote(&work.to_string_lossy()));
+    s += "export ROSETTA_VM=1\n";
+    for (k, v) in &vm.env {
+        s += &format!("export {k}={}\n", sh_quote(v));
+    }
+    let mut kos = Vec::new();
+    for short in &vm.modules {
+        let ko = ko_path(short)?;
+        if !ko.exists() {
+            bail!("{} is not built: run `cargo xtask build`", ko.display());
+        }
+        s += &format!("export ROSETTA_KMOD_{}={}\n", short.to_uppercase(), sh_quote(&ko.to_string_lossy()));
+        kos.push((short.clone(), ko));
+    }
+    for (short, ko) in &kos {
+        s += &format!(
+            "insmod {ko} || {{ echo 'xtask vm: insmod {short} failed' >&2; dmesg > \"$out/dmesg\"; echo insmod > \"$out/status\"; exit 125; }}\n",
+            ko = sh_quote(&ko.to_string_lossy())
+        );
+    }
+    s += &format!("cd {}\n", sh_quote(&std::env::current_dir()?.to_string_lossy()));
+    s += &vm.cmd.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ");
+    s += "\nrc=$?\nrmmod_failed=\n";
+    for (short, _) in kos.iter().rev() {
+        let name = module_name(short);
+        s += &format!(
+            "if grep -q '^{name} ' /proc/modules; then rmmod {name} || rmmod_failed=\"$rmmod_failed {name}\"; fi\n"
+        );
+    }
+    s += "dmesg > \"$out/dmesg\"\necho \"$rc $rmmod_failed\" > \"$out/status\"\nexit $rc\n";
+    std::fs::write(&script, s)?;
+
+    let mut cmd = Command::new(vng_bin.join("vng"));
+    cmd.env("PATH", format!("{}:{}", vng_bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .arg("--run")
+        .arg(vm.kernel.bzimage())
+        .args(["--disable-kvm", "--cpus", &vm.cpus.to_string(), "--memory", "1G", "--user", "root"])
+        .arg(format!("--rwdir={}", work.display()));
+    for dir in &vm.rw_dirs {
+        cmd.arg(format!("--rwdir={}", dir.display()));
+    }
+    cmd.arg("--").arg("sh").arg(&script).process_group(0);
+    step(format!(
+        "booting the VM (QEMU TCG, {} vCPU; about 10 s) with modules [{}]: {}",
+        vm.cpus,
+        vm.modules.join(","),
+        vm.cmd.join(" ")
+    ));
+    let start = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("cannot start `{}`", show(&cmd)))?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > vm.timeout {
+            // vng runs QEMU as a child: end the whole process group.
+            let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", child.id())).status();
+            let _ = child.wait();
+            bail!(
+                "the VM did not finish within {} s and was killed; the guest log, if any, is in {}",
+                vm.timeout.as_secs(),
+                work.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    let log = std::fs::read_to_string(&dmesg_file).unwrap_or_default();
+    let found = splats(&log);
+    if !found.is_empty() {
+        eprintln!("xtask vm: the kernel log shows problems ({}):", dmesg_file.display());
+        for line in &found {
+            eprintln!("    {line}");
+        }
+        bail!("kernel splat during the VM run (full log: {})", dmesg_file.display());
+    }
+    let guest_status = std::fs::read_to_string(&status_file).with_context(|| {
+        format!(
+            "the guest did not finish its script ({status}): did the kernel crash? Run with `--verbose` to see the console; files in {}",
+            work.display()
+        )
+    })?;
+    if guest_status.trim() == "insmod" {
+        bail!("inserting the modules failed; kernel log: {}", dmesg_file.display());
+    }
+    let mut fields = guest_status.split_whitespace();
+    let rc: i32 = fields.next().and_then(|f| f.parse().ok()).context("malformed guest status")?;
+    let rmmod_failed: Vec<&str> = fields.collect();
+    if !rmmod_failed.is_empty() {
+        bail!("rmmod failed at the end of the run for: {}", rmmod_failed.join(" "));
+    }
+    eprintln!("    VM run finished in {:.1} s, command exit status {rc}", start.elapsed().as_secs_f64());
+    Ok(rc)
+}
