@@ -52,13 +52,18 @@ impl Kmod {
     pub fn is_loaded(self) -> bool {
         let name = self.name();
         std::fs::read_to_string("/proc/modules")
-            .map(|m| m.lines().any(|l| l.split(' ').next() == Some(name.as_str())))
+            .map(|m| {
+                m.lines()
+                    .any(|l| l.split(' ').next() == Some(name.as_str()))
+            })
             .unwrap_or(false)
     }
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {

@@ -7,7 +7,9 @@
 
 use netlink_rosetta::{Kmod, RAW};
 use std::time::Duration;
-use user_raw::{messages, parse_error, Error, Socket, NLMSG_ERROR, NLMSG_NOOP, NLM_F_ACK, RECV_BUF_LEN};
+use user_raw::{
+    messages, parse_error, Error, Socket, NLMSG_ERROR, NLMSG_NOOP, NLM_F_ACK, RECV_BUF_LEN,
+};
 
 const UNIT: i32 = proto::RAW_UNIT;
 
@@ -35,9 +37,14 @@ fn echo_sizes_byte_for_byte() {
     let mut sock = connect();
     for size in [0, 1, 3, 1024, proto::MAX_PAYLOAD] {
         let payload = pattern(size);
-        let reply = sock.echo(&payload).unwrap_or_else(|e| panic!("echo of {size} bytes: {e}"));
+        let reply = sock
+            .echo(&payload)
+            .unwrap_or_else(|e| panic!("echo of {size} bytes: {e}"));
         assert_eq!(reply.len(), size, "reply length for {size} bytes");
-        assert!(reply == payload, "reply of {size} bytes differs from the request");
+        assert!(
+            reply == payload,
+            "reply of {size} bytes differs from the request"
+        );
     }
 }
 
@@ -53,7 +60,11 @@ fn reply_carries_seq_type_and_portid() {
     let (hdr, body) = msgs[0];
     assert_eq!(hdr.nlmsg_type, proto::ECHO_MSG_TYPE);
     assert_eq!(hdr.nlmsg_seq, seq);
-    assert_eq!(hdr.nlmsg_pid, sock.portid(), "nlmsg_pid is the requester's portid");
+    assert_eq!(
+        hdr.nlmsg_pid,
+        sock.portid(),
+        "nlmsg_pid is the requester's portid"
+    );
     assert_eq!(body, b"abc");
 }
 
@@ -68,7 +79,10 @@ fn ack_follows_the_reply() {
     while got.len() < 2 {
         got.extend(recv_all(&mut sock).unwrap());
     }
-    assert_eq!((got[0].0, got[0].1, got[0].2.as_slice()), (proto::ECHO_MSG_TYPE, seq, &b"x"[..]));
+    assert_eq!(
+        (got[0].0, got[0].1, got[0].2.as_slice()),
+        (proto::ECHO_MSG_TYPE, seq, &b"x"[..])
+    );
     assert_eq!((got[1].0, got[1].1), (NLMSG_ERROR, seq));
 }
 
@@ -76,16 +90,23 @@ fn ack_follows_the_reply() {
 #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
 fn replies_match_their_requests_in_a_batch() {
     let mut sock = connect();
-    let payloads: Vec<Vec<u8>> = (0..8).map(|i| format!("request {i}").into_bytes()).collect();
-    let requests: Vec<(u16, u16, &[u8])> =
-        payloads.iter().map(|p| (proto::ECHO_MSG_TYPE, 0, p.as_slice())).collect();
+    let payloads: Vec<Vec<u8>> = (0..8)
+        .map(|i| format!("request {i}").into_bytes())
+        .collect();
+    let requests: Vec<(u16, u16, &[u8])> = payloads
+        .iter()
+        .map(|p| (proto::ECHO_MSG_TYPE, 0, p.as_slice()))
+        .collect();
     let seqs = sock.send_batch(&requests).unwrap();
     let mut got = Vec::new();
     while got.len() < seqs.len() {
         got.extend(recv_all(&mut sock).unwrap());
     }
     for ((ty, seq, body), (want_seq, want_body)) in got.iter().zip(seqs.iter().zip(&payloads)) {
-        assert_eq!((*ty, *seq, body), (proto::ECHO_MSG_TYPE, *want_seq, want_body));
+        assert_eq!(
+            (*ty, *seq, body),
+            (proto::ECHO_MSG_TYPE, *want_seq, want_body)
+        );
     }
 }
 
@@ -122,7 +143,10 @@ fn control_messages_are_ignored() {
     let mut sock = connect();
     sock.send(NLMSG_NOOP, NLM_F_ACK, b"noop").unwrap();
     sock.set_timeout(Duration::from_millis(300)).unwrap();
-    assert!(matches!(recv_all(&mut sock), Err(Error::Timeout { .. })), "no answer to NLMSG_NOOP");
+    assert!(
+        matches!(recv_all(&mut sock), Err(Error::Timeout { .. })),
+        "no answer to NLMSG_NOOP"
+    );
     sock.set_timeout(user_raw::DEFAULT_TIMEOUT).unwrap();
     assert_eq!(sock.echo(b"still here").unwrap(), b"still here");
 }
@@ -142,7 +166,12 @@ fn malformed_datagrams_are_dropped_then_echo_works() {
     short_len[..4].copy_from_slice(&8u32.to_ne_bytes()); // nlmsg_len below the header
     let mut long_len = good.clone();
     long_len[..4].copy_from_slice(&4096u32.to_ne_bytes()); // beyond the datagram
-    for bad in [&[][..], &[1, 2, 3][..], &short_len, &long_len, &[0xa5; 64][..]] {
+                                                           // The netlink core itself refuses an empty datagram.
+    match sock.send_datagram(&[]) {
+        Err(Error::Os { source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::ENODATA)),
+        other => panic!("an empty datagram: expected ENODATA, got {other:?}"),
+    }
+    for bad in [&[1, 2, 3][..], &short_len, &long_len, &[0xa5; 64][..]] {
         sock.send_datagram(bad).unwrap();
     }
     // A good message followed by garbage: the good one is answered.
@@ -176,7 +205,10 @@ fn concurrent_clients_get_only_their_own_replies() {
 fn error_message_of_an_unloaded_unit_names_the_module() {
     with_module_unloaded(RAW, || match Socket::connect(UNIT) {
         Err(e @ Error::UnitUnavailable { .. }) => {
-            assert_eq!(e.to_string(), "netlink unit 31 not available: is kmod-raw loaded?")
+            assert_eq!(
+                e.to_string(),
+                "netlink unit 31 not available: is kmod-raw loaded?"
+            )
         }
         Err(e) => panic!("expected UnitUnavailable, got {e}"),
         Ok(_) => panic!("unit 31 still answers after rmmod"),
@@ -189,7 +221,10 @@ fn insmod_rmmod_twice() {
     for round in 0..2 {
         with_module_unloaded(RAW, || {});
         let mut sock = connect();
-        assert_eq!(sock.echo(format!("round {round}").as_bytes()).unwrap(), format!("round {round}").as_bytes());
+        assert_eq!(
+            sock.echo(format!("round {round}").as_bytes()).unwrap(),
+            format!("round {round}").as_bytes()
+        );
     }
 }
 
@@ -197,7 +232,9 @@ fn insmod_rmmod_twice() {
 #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
 fn rmmod_is_refused_while_a_client_socket_is_open() {
     let sock = connect();
-    let err = RAW.rmmod().expect_err("rmmod must fail while a socket of the unit is open");
+    let err = RAW
+        .rmmod()
+        .expect_err("rmmod must fail while a socket of the unit is open");
     assert!(err.contains("in use"), "rmmod's message: {err}");
     assert!(RAW.is_loaded());
     drop(sock);
@@ -220,7 +257,8 @@ fn with_module_unloaded(module: Kmod, f: impl FnOnce()) {
 fn error_replies_parse() {
     // An NLMSG_ERROR from the module decodes with the shared parser.
     let mut sock = connect();
-    sock.send(proto::ECHO_MSG_TYPE, 0, &pattern(proto::MAX_PAYLOAD + 1)).unwrap();
+    sock.send(proto::ECHO_MSG_TYPE, 0, &pattern(proto::MAX_PAYLOAD + 1))
+        .unwrap();
     let mut buf = vec![0; RECV_BUF_LEN];
     let n = sock.recv(&mut buf).unwrap();
     let (hdr, body) = messages(&buf[..n]).next().unwrap().unwrap();

@@ -97,9 +97,20 @@ pub fn ensure_bindgen() -> Result<PathBuf> {
     let prefix = cache_dir()?.join(format!("tools/bindgen-cli-{BINDGEN_VERSION}"));
     let bin = prefix.join("bin/bindgen");
     if !bin.exists() {
-        step(format!("installing bindgen-cli {BINDGEN_VERSION} into {} (about a minute)", prefix.display()));
+        step(format!(
+            "installing bindgen-cli {BINDGEN_VERSION} into {} (about a minute)",
+            prefix.display()
+        ));
         run(Command::new("cargo")
-            .args(["install", "--locked", "--quiet", "bindgen-cli", "--version", BINDGEN_VERSION, "--root"])
+            .args([
+                "install",
+                "--locked",
+                "--quiet",
+                "bindgen-cli",
+                "--version",
+                BINDGEN_VERSION,
+                "--root",
+            ])
             .arg(&prefix))?;
     }
     Ok(bin)
@@ -114,10 +125,15 @@ pub fn ensure_virtme_ng() -> Result<PathBuf> {
     let stamp = venv.join(".requirements");
     let wanted = std::fs::read_to_string(&requirements)
         .with_context(|| format!("cannot read {}", requirements.display()))?;
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && bin.join("vng").exists() {
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
+        && bin.join("vng").exists()
+    {
         return Ok(bin);
     }
-    step(format!("installing virtme-ng {VIRTME_NG_VERSION} into {}", venv.display()));
+    step(format!(
+        "installing virtme-ng {VIRTME_NG_VERSION} into {}",
+        venv.display()
+    ));
     run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
         .context("python3 -m venv failed: is python3-venv installed?")?;
     run(Command::new(bin.join("pip"))

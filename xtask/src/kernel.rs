@@ -60,19 +60,33 @@ fn kernel_dir() -> PathBuf {
 }
 
 fn version_of(program: &str, arg: &str) -> Result<String> {
-    Ok(output(Command::new(program).arg(arg))?.lines().next().unwrap_or("").to_string())
+    Ok(output(Command::new(program).arg(arg))?
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string())
 }
 
 /// The hash of everything that forces a build from scratch.
 fn base_key(bindgen: &Path) -> Result<String> {
     let mut h = Hasher::default();
     h.add("recipe", RECIPE_VERSION.as_bytes());
-    h.add("package", format!("{KERNEL_PACKAGE}={KERNEL_PACKAGE_VERSION}").as_bytes());
+    h.add(
+        "package",
+        format!("{KERNEL_PACKAGE}={KERNEL_PACKAGE_VERSION}").as_bytes(),
+    );
     let fragment = kernel_dir().join("config.fragment");
-    h.add("fragment", &std::fs::read(&fragment).with_context(|| format!("cannot read {}", fragment.display()))?);
+    h.add(
+        "fragment",
+        &std::fs::read(&fragment).with_context(|| format!("cannot read {}", fragment.display()))?,
+    );
     for (name, program, arg) in [
         ("rustc", RUSTC, "--version"),
-        ("bindgen", bindgen.to_str().unwrap_or("bindgen"), "--version"),
+        (
+            "bindgen",
+            bindgen.to_str().unwrap_or("bindgen"),
+            "--version",
+        ),
         ("clang", "clang", "--version"),
         ("ld.lld", "ld.lld", "--version"),
     ] {
@@ -96,7 +110,10 @@ pub fn ensure() -> Result<Kernel> {
     let bindgen = deps::ensure_bindgen()?;
     let base = cache_dir()?.join(format!("kernel/{}", base_key(&bindgen)?));
     let tree = base.join("linux-source-6.12");
-    let kernel = Kernel { tree: tree.clone(), bindgen };
+    let kernel = Kernel {
+        tree: tree.clone(),
+        bindgen,
+    };
     let overlay = overlay_key()?;
     let built_stamp = base.join("built");
     if std::fs::read_to_string(&built_stamp).ok().as_deref() == Some(overlay.as_str()) {
@@ -136,16 +153,27 @@ pub fn ensure() -> Result<Kernel> {
 
 fn unpack(base: &Path) -> Result<()> {
     let tarball = format!("/usr/src/{KERNEL_PACKAGE}.tar.xz");
-    step(format!("unpacking {tarball} into {} (about 30 s)", base.display()));
+    step(format!(
+        "unpacking {tarball} into {} (about 30 s)",
+        base.display()
+    ));
     // The tarball always unpacks to ./linux-source-6.12: unpack into a fresh
     // scratch directory, then move it into place.
     let scratch = base.join("unpack");
     if base.exists() {
-        std::fs::remove_dir_all(base).with_context(|| format!("cannot clean {}", base.display()))?;
+        std::fs::remove_dir_all(base)
+            .with_context(|| format!("cannot clean {}", base.display()))?;
     }
     std::fs::create_dir_all(&scratch)?;
-    run(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&scratch))?;
-    std::fs::rename(scratch.join("linux-source-6.12"), base.join("linux-source-6.12"))?;
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&scratch))?;
+    std::fs::rename(
+        scratch.join("linux-source-6.12"),
+        base.join("linux-source-6.12"),
+    )?;
     std::fs::remove_dir(&scratch)?;
     Ok(())
 }
@@ -154,11 +182,13 @@ fn configure(kernel: &Kernel) -> Result<()> {
     let fragment = kernel_dir().join("config.fragment");
     step(format!("configuring: tinyconfig + {}", fragment.display()));
     run(kernel.make().arg("-s").arg("tinyconfig"))?;
-    run(Command::new(kernel.tree.join("scripts/kconfig/merge_config.sh"))
-        .current_dir(&kernel.tree)
-        .args(["-m", "-Q", ".config"])
-        .arg(&fragment)
-        .stdout(std::process::Stdio::null()))?;
+    run(
+        Command::new(kernel.tree.join("scripts/kconfig/merge_config.sh"))
+            .current_dir(&kernel.tree)
+            .args(["-m", "-Q", ".config"])
+            .arg(&fragment)
+            .stdout(std::process::Stdio::null()),
+    )?;
     run(kernel.make().arg("-s").arg("olddefconfig"))?;
     run(kernel.make().arg("-s").arg("rustavailable"))
         .context("the kernel does not accept the Rust toolchain")?;
@@ -173,9 +203,14 @@ fn check_config(config: &Path, fragment: &Path) -> Result<()> {
     let mut lost = Vec::new();
     for line in std::fs::read_to_string(fragment)?.lines() {
         let line = line.trim();
-        let wanted = line.starts_with("CONFIG_") || (line.starts_with("# CONFIG_") && line.ends_with(" is not set"));
+        let wanted = line.starts_with("CONFIG_")
+            || (line.starts_with("# CONFIG_") && line.ends_with(" is not set"));
         if wanted && !have.contains(&line) {
-            let name = line.trim_start_matches("# ").split([' ', '=']).next().unwrap_or(line);
+            let name = line
+                .trim_start_matches("# ")
+                .split([' ', '='])
+                .next()
+                .unwrap_or(line);
             // "is not set" is satisfied by the option being absent.
             let absent = !have.iter().any(|l| l.starts_with(&format!("{name}=")));
             if !(line.ends_with(" is not set") && absent) {
@@ -254,7 +289,12 @@ fn apply_overlay(base: &Path, tree: &Path) -> Result<()> {
             .current_dir(tree)
             .args(["-p1", "--forward", "--batch", "--quiet", "-i"])
             .arg(patch))
-        .with_context(|| format!("{} does not apply to {KERNEL_PACKAGE} {KERNEL_PACKAGE_VERSION}", patch.display()))?;
+        .with_context(|| {
+            format!(
+                "{} does not apply to {KERNEL_PACKAGE} {KERNEL_PACKAGE_VERSION}",
+                patch.display()
+            )
+        })?;
     }
     Ok(())
 }

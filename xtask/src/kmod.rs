@@ -14,7 +14,12 @@ pub fn build_all() -> Result<Kernel> {
         build_kmod(&kernel, dir)?;
     }
     step("building the userspace clients (cargo build --workspace --bins)");
-    run(Command::new(env!("CARGO")).current_dir(root()).args(["build", "--quiet", "--workspace", "--bins"]))?;
+    run(Command::new(env!("CARGO")).current_dir(root()).args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--bins",
+    ]))?;
     Ok(kernel)
 }
 
@@ -22,9 +27,17 @@ fn build_kmod(kernel: &Kernel, dir: &str) -> Result<()> {
     let src = root().join(dir);
     let mut cmd = kernel.make();
     cmd.arg(format!("M={}", src.display()));
-    let out = cmd.output().with_context(|| format!("cannot start `{}`", show(&cmd)))?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let built = text.lines().any(|l| l.contains(" RUSTC ") || l.contains(" LD [M]"));
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", show(&cmd)))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = text
+        .lines()
+        .any(|l| l.contains(" RUSTC ") || l.contains(" LD [M]"));
     if !out.status.success() {
         eprintln!("{text}");
         bail!("building {dir} failed: `{}`", show(&cmd));
@@ -38,7 +51,9 @@ fn build_kmod(kernel: &Kernel, dir: &str) -> Result<()> {
     }
     // rust-project.json for rust-analyzer, next to the crate.
     let mut ra = kernel.make();
-    ra.arg(format!("M={}", src.display())).arg("-s").arg("rust-analyzer");
+    ra.arg(format!("M={}", src.display()))
+        .arg("-s")
+        .arg("rust-analyzer");
     run(&mut ra).with_context(|| format!("generating {dir}/rust-project.json"))?;
     Ok(())
 }

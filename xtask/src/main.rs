@@ -100,7 +100,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
                 env: Vec::new(),
             })
         }
-        Cmd::Test => test::run(),
-        Cmd::Demo => demo::run(),
+        Cmd::Test => test::run_tests(),
+        Cmd::Demo => demo::run_demo(),
     }
 }

@@ -1,3 +1,103 @@
-//! `cargo xtask test`: placeholder, filled in below.
-use anyhow::Result;
-pub fn run() -> Result<i32> { Ok(0) }
+//! `cargo xtask test`: the host tests, then the VM integration tests.
+//!
+//! 1. `cargo test --workspace` on the host: unit tests of every crate, and
+//!    the host-side socket tests. The VM tests show up there as ignored,
+//!    with the reason.
+//! 2. The kernel and the modules are built, the integration test binaries
+//!    of the root package are compiled, and one VM boot runs all of them
+//!    with `--ignored --test-threads=1` (some tests unload and reload
+//!    modules, which must not overlap with the others), every module loaded.
+
+use crate::util::{root, run, step};
+use crate::vm::{self, KMODS};
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+use std::time::Duration;
+
+pub fn run_tests() -> Result<i32> {
+    step("formatting and lints: cargo fmt --check, cargo clippy -D warnings");
+    run(Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["fmt", "--all", "--", "--check"]))
+    .context("run `cargo fmt --all`")?;
+    run(Command::new(env!("CARGO")).current_dir(root()).args([
+        "clippy",
+        "--quiet",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("host tests: cargo test --workspace");
+    run(Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["test", "--workspace"]))?;
+
+    let kernel = crate::kmod::build_all()?;
+    step("compiling the VM integration tests");
+    let binaries = test_binaries()?;
+    if binaries.is_empty() {
+        bail!("no integration test binaries found in the root package");
+    }
+    let script = binaries
+        .iter()
+        .map(|b| format!("echo '==> {b}' && {b} --ignored --test-threads=1", b = b))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    step(format!(
+        "VM integration tests: {} test binaries",
+        binaries.len()
+    ));
+    let rc = vm::run(&vm::VmRun {
+        kernel: &kernel,
+        modules: KMODS.iter().map(|m| m.0.to_string()).collect(),
+        cmd: vec!["sh".into(), "-c".into(), script],
+        timeout: Duration::from_secs(900),
+        cpus: 2,
+        rw_dirs: Vec::new(),
+        env: Vec::new(),
+    })?;
+    if rc != 0 {
+        bail!("VM integration tests failed (exit status {rc})");
+    }
+    step("all tests passed");
+    Ok(0)
+}
+
+/// The integration test executables of the root package, via
+/// `cargo test --no-run --message-format=json`.
+fn test_binaries() -> Result<Vec<String>> {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args([
+            "test",
+            "--no-run",
+            "--quiet",
+            "--package",
+            "netlink-rosetta",
+            "--tests",
+            "--message-format=json",
+        ])
+        .output()
+        .context("cannot run cargo test --no-run")?;
+    if !out.status.success() {
+        bail!(
+            "compiling the tests failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut binaries = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_test = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "test"));
+        if let (true, Some(exe)) = (is_test, msg["executable"].as_str()) {
+            binaries.push(exe.to_string());
+        }
+    }
+    Ok(binaries)
+}

@@ -76,7 +76,8 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 /// failure, shows the end of the log.
 pub fn run_logged(cmd: &mut Command, what: &str, log: &Path, every: Duration) -> Result<()> {
     let start = Instant::now();
-    let mut file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let mut file =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     writeln!(file, "$ {}", show(cmd))?;
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -153,7 +154,8 @@ impl Hasher {
     pub fn add_dir(&mut self, dir: &Path) -> Result<()> {
         for file in files_under(dir)? {
             let rel = file.strip_prefix(dir)?.to_string_lossy().into_owned();
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             self.add(&rel, &bytes);
         }
         Ok(())
@@ -161,7 +163,12 @@ impl Hasher {
 
     /// The first 16 hex digits of the digest.
     pub fn short(self) -> String {
-        self.0.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+        self.0
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -170,7 +177,9 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?
+        {
             let path = entry?.path();
             if path.is_dir() {
                 todo.push(path);

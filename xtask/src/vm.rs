@@ -43,7 +43,10 @@ pub fn ko_path(short: &str) -> Result<PathBuf> {
 }
 
 fn module_name(short: &str) -> &'static str {
-    KMODS.iter().find(|(s, _, _)| *s == short).map_or("", |m| m.2)
+    KMODS
+        .iter()
+        .find(|(s, _, _)| *s == short)
+        .map_or("", |m| m.2)
 }
 
 pub fn known() -> String {
@@ -92,7 +95,9 @@ fn sh_quote(s: &str) -> String {
 /// kernel log and the module removal.
 pub fn run(vm: &VmRun) -> Result<i32> {
     let vng_bin = crate::deps::ensure_virtme_ng()?;
-    let work = root().join("target/rosetta/vm").join(std::process::id().to_string());
+    let work = root()
+        .join("target/rosetta/vm")
+        .join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let script = work.join("guest.sh");
@@ -111,7 +116,11 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         if !ko.exists() {
             bail!("{} is not built: run `cargo xtask build`", ko.display());
         }
-        s += &format!("export ROSETTA_KMOD_{}={}\n", short.to_uppercase(), sh_quote(&ko.to_string_lossy()));
+        s += &format!(
+            "export ROSETTA_KMOD_{}={}\n",
+            short.to_uppercase(),
+            sh_quote(&ko.to_string_lossy())
+        );
         kos.push((short.clone(), ko));
     }
     for (short, ko) in &kos {
@@ -120,8 +129,16 @@ pub fn run(vm: &VmRun) -> Result<i32> {
             ko = sh_quote(&ko.to_string_lossy())
         );
     }
-    s += &format!("cd {}\n", sh_quote(&std::env::current_dir()?.to_string_lossy()));
-    s += &vm.cmd.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ");
+    s += &format!(
+        "cd {}\n",
+        sh_quote(&std::env::current_dir()?.to_string_lossy())
+    );
+    s += &vm
+        .cmd
+        .iter()
+        .map(|a| sh_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
     s += "\nrc=$?\nrmmod_failed=\n";
     for (short, _) in kos.iter().rev() {
         let name = module_name(short);
@@ -133,11 +150,26 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     std::fs::write(&script, s)?;
 
     let mut cmd = Command::new(vng_bin.join("vng"));
-    cmd.env("PATH", format!("{}:{}", vng_bin.display(), std::env::var("PATH").unwrap_or_default()))
-        .arg("--run")
-        .arg(vm.kernel.bzimage())
-        .args(["--disable-kvm", "--cpus", &vm.cpus.to_string(), "--memory", "1G", "--user", "root"])
-        .arg(format!("--rwdir={}", work.display()));
+    cmd.env(
+        "PATH",
+        format!(
+            "{}:{}",
+            vng_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    )
+    .arg("--run")
+    .arg(vm.kernel.bzimage())
+    .args([
+        "--disable-kvm",
+        "--cpus",
+        &vm.cpus.to_string(),
+        "--memory",
+        "1G",
+        "--user",
+        "root",
+    ])
+    .arg(format!("--rwdir={}", work.display()));
     for dir in &vm.rw_dirs {
         cmd.arg(format!("--rwdir={}", dir.display()));
     }
@@ -149,14 +181,19 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         vm.cmd.join(" ")
     ));
     let start = Instant::now();
-    let mut child = cmd.spawn().with_context(|| format!("cannot start `{}`", show(&cmd)))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", show(&cmd)))?;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
         if start.elapsed() > vm.timeout {
             // vng runs QEMU as a child: end the whole process group.
-            let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", child.id())).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(format!("-{}", child.id()))
+                .status();
             let _ = child.wait();
             bail!(
                 "the VM did not finish within {} s and was killed; the guest log, if any, is in {}",
@@ -170,11 +207,17 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     let log = std::fs::read_to_string(&dmesg_file).unwrap_or_default();
     let found = splats(&log);
     if !found.is_empty() {
-        eprintln!("xtask vm: the kernel log shows problems ({}):", dmesg_file.display());
+        eprintln!(
+            "xtask vm: the kernel log shows problems ({}):",
+            dmesg_file.display()
+        );
         for line in &found {
             eprintln!("    {line}");
         }
-        bail!("kernel splat during the VM run (full log: {})", dmesg_file.display());
+        bail!(
+            "kernel splat during the VM run (full log: {})",
+            dmesg_file.display()
+        );
     }
     let guest_status = std::fs::read_to_string(&status_file).with_context(|| {
         format!(
@@ -183,14 +226,26 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         )
     })?;
     if guest_status.trim() == "insmod" {
-        bail!("inserting the modules failed; kernel log: {}", dmesg_file.display());
+        bail!(
+            "inserting the modules failed; kernel log: {}",
+            dmesg_file.display()
+        );
     }
     let mut fields = guest_status.split_whitespace();
-    let rc: i32 = fields.next().and_then(|f| f.parse().ok()).context("malformed guest status")?;
+    let rc: i32 = fields
+        .next()
+        .and_then(|f| f.parse().ok())
+        .context("malformed guest status")?;
     let rmmod_failed: Vec<&str> = fields.collect();
     if !rmmod_failed.is_empty() {
-        bail!("rmmod failed at the end of the run for: {}", rmmod_failed.join(" "));
+        bail!(
+            "rmmod failed at the end of the run for: {}",
+            rmmod_failed.join(" ")
+        );
     }
-    eprintln!("    VM run finished in {:.1} s, command exit status {rc}", start.elapsed().as_secs_f64());
+    eprintln!(
+        "    VM run finished in {:.1} s, command exit status {rc}",
+        start.elapsed().as_secs_f64()
+    );
     Ok(rc)
 }
