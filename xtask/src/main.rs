@@ -73,6 +73,7 @@ fn main() {
 }
 
 fn dispatch(cmd: Cmd) -> Result<i32> {
+    let _lock = util::lock()?;
     match cmd {
         Cmd::Kernel => {
             let kernel = kernel::ensure()?;

@@ -191,3 +191,28 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     out.sort();
     Ok(out)
 }
+
+/// Takes the project-wide lock for the duration of one xtask command: two
+/// commands must not build the same kernel tree or module directory, or boot
+/// VMs from a tree being rebuilt, at the same time. Waits, saying so, when
+/// another command holds it.
+pub fn lock() -> Result<std::fs::File> {
+    let dir = cache_dir()?;
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("xtask.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            step(format!("waiting for another `cargo xtask` to finish (lock {})", path.display()));
+            file.lock()?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+    }
+    Ok(file)
+}

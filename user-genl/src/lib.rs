@@ -1,0 +1,1 @@
+//! user-genl: work in progress.

@@ -1,0 +1,1 @@
+//! user-libnl-style: work in progress.
