@@ -209,7 +209,10 @@ pub fn lock() -> Result<std::fs::File> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            step(format!("waiting for another `cargo xtask` to finish (lock {})", path.display()));
+            step(format!(
+                "waiting for another `cargo xtask` to finish (lock {})",
+                path.display()
+            ));
             file.lock()?;
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),

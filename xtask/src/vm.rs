@@ -17,7 +17,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The project's kernel modules: short name, crate directory, module name.
-pub const KMODS: &[(&str, &str, &str)] = &[("raw", "kmod-raw", "kmod_raw")];
+pub const KMODS: &[(&str, &str, &str)] = &[
+    ("raw", "kmod-raw", "kmod_raw"),
+    ("genl", "kmod-genl", "kmod_genl"),
+];
 
 /// What a VM run needs.
 pub struct VmRun<'a> {

@@ -552,8 +552,23 @@ impl NetlinkSkBuff {
         Ok(())
     }
 
+    /// Takes ownership of an skb.
+    ///
+    /// # Safety
+    ///
+    /// `skb` must be a valid skb for netlink messages that nothing else
+    /// references.
+    pub(crate) unsafe fn from_raw(skb: NonNull<bindings::sk_buff>) -> Self {
+        // INVARIANT: The caller passes a valid skb that is exclusively ours.
+        Self { skb }
+    }
+
+    pub(crate) fn as_raw(&self) -> *mut bindings::sk_buff {
+        self.skb.as_ptr()
+    }
+
     /// Gives up ownership of the skb, for a C function that consumes it.
-    fn into_raw(self) -> *mut bindings::sk_buff {
+    pub(crate) fn into_raw(self) -> *mut bindings::sk_buff {
         core::mem::ManuallyDrop::new(self).skb.as_ptr()
     }
 }
