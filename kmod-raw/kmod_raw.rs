@@ -22,7 +22,7 @@
 //! and the kernel log shows `kmod_raw: echo on netlink unit 31`.
 
 use kernel::c_str;
-use kernel::net::netlink::{Input, Message, NetlinkSkBuff, RecvSkBuff, Socket};
+use kernel::net::netlink::{Input, Message, NetlinkSkBuff, RecvSkBuff, Socket, SocketRef};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
@@ -48,24 +48,25 @@ struct Echo;
 impl Input for Echo {
     fn input(&self, skb: &RecvSkBuff) {
         for request in skb.messages().filter(|msg| !msg.is_control()) {
-            match echo(skb, &request) {
-                Ok(()) if request.wants_ack() => request.ack(Ok(()), None),
-                Ok(()) => {}
-                Err(e) => request.ack(Err(e), reason(e)),
-            }
+            let result = match echo(skb.socket(), skb.portid(), &request) {
+                Ok(()) if request.wants_ack() => Ok(()),
+                Ok(()) => continue,
+                Err(e) => Err(e),
+            };
+            request.ack(result, result.err().and_then(reason));
         }
     }
 }
 
 /// Replies to `request` with its own type, sequence number and payload.
-fn echo(skb: &RecvSkBuff, request: &Message<'_>) -> Result {
+fn echo(socket: &SocketRef, portid: u32, request: &Message<'_>) -> Result {
     let payload = request.payload();
     if payload.len() > proto::MAX_PAYLOAD {
         return Err(EMSGSIZE);
     }
     let mut reply = NetlinkSkBuff::new(payload.len(), GFP_KERNEL)?;
-    reply.put(skb.portid(), request.seq(), request.ty(), 0, payload)?;
-    skb.socket().unicast(reply, skb.portid())
+    reply.put(portid, request.seq(), request.ty(), 0, payload)?;
+    socket.unicast(reply, portid)
 }
 
 /// The extended-ack message that goes with an error.

@@ -7,12 +7,18 @@ use crate::vm::KMODS;
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
-/// Builds the kernel (if needed), every kernel module and the clients.
-pub fn build_all() -> Result<Kernel> {
+/// Builds the kernel (if needed) and every kernel module.
+pub fn build_modules() -> Result<Kernel> {
     let kernel = kernel::ensure()?;
     for (_, dir, _) in KMODS {
         build_kmod(&kernel, dir)?;
     }
+    Ok(kernel)
+}
+
+/// Builds the kernel (if needed), every kernel module and the clients.
+pub fn build_all() -> Result<Kernel> {
+    let kernel = build_modules()?;
     step("building the userspace clients (cargo build --workspace --bins)");
     run(Command::new(env!("CARGO")).current_dir(root()).args([
         "build",

@@ -39,7 +39,8 @@ enum Cmd {
     /// Build the kernel, the kernel modules (warnings are errors) with their
     /// rust-project.json, and the userspace clients.
     Build,
-    /// Run a command in a VM booted from the project's kernel.
+    /// Run a command in a VM booted from the project's kernel (builds the
+    /// kernel and the modules first, not the command: `cargo build` does).
     Vm {
         /// Kernel modules to insert first, comma-separated (raw).
         #[arg(long, value_delimiter = ',')]
@@ -90,7 +91,8 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             cpus,
             cmd,
         } => {
-            let kernel = kmod::build_all()?;
+            // Only what the VM needs: the command is the user's to build.
+            let kernel = kmod::build_modules()?;
             vm::run(&vm::VmRun {
                 kernel: &kernel,
                 modules,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 /// The project's kernel modules: short name, crate directory, module name.
 pub const KMODS: &[(&str, &str, &str)] = &[
     ("raw", "kmod-raw", "kmod_raw"),
+    ("kthread", "kmod-kthread", "kmod_kthread"),
     ("genl", "kmod-genl", "kmod_genl"),
 ];
 

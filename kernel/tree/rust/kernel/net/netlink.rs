@@ -66,6 +66,40 @@ pub const NLMSG_OVERRUN: u16 = bindings::NLMSG_OVERRUN as u16;
 pub const NLM_F_REQUEST: u16 = bindings::NLM_F_REQUEST as u16;
 /// Flag: the sender asks for an acknowledgement (`NLM_F_ACK`).
 pub const NLM_F_ACK: u16 = bindings::NLM_F_ACK as u16;
+/// Flag of an `NLMSG_ERROR`: the request is not copied in full
+/// (`NLM_F_CAPPED`).
+pub const NLM_F_CAPPED: u16 = bindings::NLM_F_CAPPED as u16;
+
+/// Payload size of an `NLMSG_ERROR` whose request is capped to its header:
+/// `struct nlmsgerr`.
+pub const NLMSGERR_SIZE: usize = size_of::<bindings::nlmsgerr>();
+
+/// A copy of a netlink message header (`struct nlmsghdr`).
+#[derive(Clone, Copy)]
+pub struct Header {
+    /// Length of the message, header included (`nlmsg_len`).
+    pub len: u32,
+    /// Message type (`nlmsg_type`).
+    pub ty: u16,
+    /// Flags (`nlmsg_flags`).
+    pub flags: u16,
+    /// Sequence number (`nlmsg_seq`).
+    pub seq: u32,
+    /// Port id the sender wrote (`nlmsg_pid`); see [`RecvSkBuff::portid`].
+    pub pid: u32,
+}
+
+impl Header {
+    fn to_raw(self) -> bindings::nlmsghdr {
+        bindings::nlmsghdr {
+            nlmsg_len: self.len,
+            nlmsg_type: self.ty,
+            nlmsg_flags: self.flags,
+            nlmsg_seq: self.seq,
+            nlmsg_pid: self.pid,
+        }
+    }
+}
 
 /// Handles the datagrams sent to a kernel netlink [`Socket`].
 ///
@@ -434,6 +468,17 @@ impl<'a> Message<'a> {
         self.header.nlmsg_seq
     }
 
+    /// A copy of the header.
+    pub fn header(&self) -> Header {
+        Header {
+            len: self.header.nlmsg_len,
+            ty: self.header.nlmsg_type,
+            flags: self.header.nlmsg_flags,
+            seq: self.header.nlmsg_seq,
+            pid: self.header.nlmsg_pid,
+        }
+    }
+
     /// The payload: the bytes after the header, without padding.
     pub fn payload(&self) -> &'a [u8] {
         // By the type invariant, the message holds at least a header.
@@ -549,6 +594,33 @@ impl NetlinkSkBuff {
                 payload.len(),
             )
         };
+        Ok(())
+    }
+
+    /// Appends an `NLMSG_ERROR` answering `request`: an acknowledgement for
+    /// `Ok(())`, an error otherwise. Only the request's header is copied
+    /// (`NLM_F_CAPPED`), as `netlink_ack()` does for acknowledgements.
+    ///
+    /// For code that answers after the request skb is gone, such as a kernel
+    /// thread; an input callback uses [`Message::ack`].
+    pub fn put_ack(&mut self, portid: u32, request: &Header, result: Result) -> Result {
+        let skb = self.skb.as_ptr();
+        let len = NLMSGERR_SIZE as i32;
+        // SAFETY: By the type invariant, `skb` is valid and ours; on success
+        // `nlmsg_put()` reserved room for a `struct nlmsgerr`.
+        let nlh = unsafe {
+            bindings::nlmsg_put(skb, portid, request.seq, NLMSG_ERROR.into(), len, NLM_F_CAPPED.into())
+        };
+        if nlh.is_null() {
+            return Err(EMSGSIZE);
+        }
+        let errmsg = bindings::nlmsgerr {
+            error: result.err().map_or(0, |e| e.to_errno()),
+            msg: request.to_raw(),
+        };
+        // SAFETY: The payload of the message just put has room for a
+        // `struct nlmsgerr`; the write makes no alignment assumption.
+        unsafe { ptr::write_unaligned(bindings::nlmsg_data(nlh).cast(), errmsg) };
         Ok(())
     }
 

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kmod-kthread: an echo server on raw netlink unit 25, whose input callback
+//! queues the requests for a kernel thread that sends the replies.
+//!
+//! The replies are those of kmod-raw: for every message of a datagram that is
+//! not a netlink control message, the same type, sequence number and payload,
+//! addressed to the sender's port id as the netlink core recorded it; an
+//! acknowledgement after the reply for `NLM_F_ACK`; -EMSGSIZE for a payload
+//! longer than 16384 bytes. The callback copies what the reply needs out of
+//! the skb (which is freed when it returns) into a bounded queue, and wakes
+//! the thread; a full queue answers at once with -ENOBUFS. The thread sleeps
+//! until there is work or a stop request: no polling.
+//!
+//! Run it (the VM boots the project's kernel, inserts the module, runs the
+//! command, removes the module):
+//!
+//! ```text
+//! $ cargo xtask vm --modules kthread -- target/debug/user-raw --module kthread "hello netlink"
+//! module kthread: netlink unit 25, portid 118
+//! echo seq 1: sent 13 bytes, received 13 bytes: "hello netlink"
+//! ```
+//!
+//! and the kernel log shows `kmod_kthread: echo on netlink unit 25, queue of 256`.
+
+use kernel::c_str;
+use kernel::kthread::{Context, Run, Thread};
+use kernel::net::netlink::{Header, Input, Message, NetlinkSkBuff, RecvSkBuff, Socket, SocketRef};
+use kernel::net::netlink::{NLMSGERR_SIZE, NLM_F_ACK};
+use kernel::prelude::*;
+use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, Mutex};
+
+/// The wire contract, shared with the clients (`proto/src/wire.rs`).
+#[path = "../proto/src/wire.rs"]
+pub mod proto;
+
+module! {
+    type: KmodKthread,
+    name: "kmod_kthread",
+    author: "netlink-rosetta",
+    description: "Raw netlink echo: a kernel thread sends the replies",
+    license: "GPL",
+}
+
+/// How many requests may wait for the thread.
+const CAPACITY: usize = 256;
+
+struct KmodKthread {
+    // Dropping the thread stops it first (`kthread_stop()` returns once it
+    // has exited), then drops its `Worker`: the socket is released, then the
+    // queue with whatever is still in it. No input arrives meanwhile: every
+    // userspace socket of the unit pins the module, so none is left.
+    _thread: Thread<Worker>,
+}
+
+/// A request, copied out of the skb: what the reply needs.
+struct Request {
+    portid: u32,
+    header: Header,
+    payload: KVec<u8>,
+}
+
+impl Request {
+    fn seq(&self) -> u32 {
+        self.header.seq
+    }
+
+    fn ty(&self) -> u16 {
+        self.header.ty
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    fn wants_ack(&self) -> bool {
+        self.header.flags & NLM_F_ACK != 0
+    }
+}
+
+/// The queue between the input callback and the thread.
+#[pin_data]
+struct Queue {
+    #[pin]
+    state: Mutex<State>,
+    #[pin]
+    work: CondVar,
+}
+
+struct State {
+    requests: KVec<Request>,
+    stopping: bool,
+}
+
+impl Input for Queue {
+    fn input(&self, skb: &RecvSkBuff) {
+        for request in skb.messages().filter(|msg| !msg.is_control()) {
+            // The thread answers queued requests, acks included.
+            if let Err(e) = self.push(skb.portid(), &request) {
+                request.ack(Err(e), reason(e));
+            }
+        }
+    }
+}
+
+impl Queue {
+    /// Copies `request` into the queue and wakes the thread.
+    fn push(&self, portid: u32, request: &Message<'_>) -> Result {
+        let payload = request.payload();
+        if payload.len() > proto::MAX_PAYLOAD {
+            return Err(EMSGSIZE);
+        }
+        let mut copy = KVec::with_capacity(payload.len(), GFP_KERNEL)?;
+        copy.extend_from_slice(payload, GFP_KERNEL)?;
+        let mut state = self.state.lock();
+        if state.stopping {
+            return Err(EAGAIN);
+        }
+        if state.requests.len() >= CAPACITY {
+            return Err(ENOBUFS);
+        }
+        let header = request.header();
+        state.requests.push(Request { portid, header, payload: copy }, GFP_KERNEL)?;
+        self.work.notify_one();
+        Ok(())
+    }
+
+    /// Sleeps until there are requests, and takes them all; `None` once the
+    /// module is stopping.
+    fn pop_all(&self) -> Option<KVec<Request>> {
+        let mut state = self.state.lock();
+        while state.requests.is_empty() && !state.stopping {
+            // A kernel thread has no signals: this returns on a notification.
+            let _ = self.work.wait_interruptible(&mut state);
+        }
+        if state.stopping {
+            return None;
+        }
+        Some(core::mem::replace(&mut state.requests, KVec::new()))
+    }
+
+    fn stop(&self) {
+        self.state.lock().stopping = true;
+        self.work.notify_all();
+    }
+}
+
+/// What the thread owns: the socket it replies through, and the queue.
+struct Worker {
+    socket: Socket<Queue>,
+    queue: Arc<Queue>,
+}
+
+impl Run for Worker {
+    fn run(&self, _thread: &Context<'_>) {
+        while let Some(requests) = self.queue.pop_all() {
+            for request in requests.iter() {
+                let result = match echo(&self.socket, request.portid, request) {
+                    Ok(()) if request.wants_ack() => Ok(()),
+                    Ok(()) => continue,
+                    Err(e) => Err(e),
+                };
+                // If even the ack cannot be sent, the client's socket is full
+                // and netlink reports ENOBUFS to it, or memory ran out.
+                let _ = ack(&self.socket, request.portid, &request.header, result);
+            }
+        }
+    }
+
+    fn request_stop(&self) {
+        self.queue.stop();
+    }
+}
+
+/// Replies to `request` with its own type, sequence number and payload.
+fn echo(socket: &SocketRef, portid: u32, request: &Request) -> Result {
+    let payload = request.payload();
+    let mut reply = NetlinkSkBuff::new(payload.len(), GFP_KERNEL)?;
+    reply.put(portid, request.seq(), request.ty(), 0, payload)?;
+    socket.unicast(reply, portid)
+}
+
+/// Sends the `NLMSG_ERROR` for `request`: the skb of the request is gone, so
+/// the thread builds it itself.
+fn ack(socket: &SocketRef, portid: u32, request: &Header, result: Result) -> Result {
+    let mut ack = NetlinkSkBuff::new(NLMSGERR_SIZE, GFP_KERNEL)?;
+    ack.put_ack(portid, request, result)?;
+    socket.unicast(ack, portid)
+}
+
+/// The extended-ack message that goes with an error.
+fn reason(err: Error) -> Option<&'static CStr> {
+    static_assert!(proto::MAX_PAYLOAD == 16384);
+    if err == EMSGSIZE {
+        Some(c_str!("payload longer than 16384 bytes"))
+    } else if err == ENOBUFS {
+        Some(c_str!("request queue full, try again"))
+    } else {
+        None
+    }
+}
+
+impl kernel::Module for KmodKthread {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let queue = Arc::pin_init(
+            pin_init!(Queue {
+                state <- new_mutex!(State { requests: KVec::new(), stopping: false }),
+                work <- new_condvar!(),
+            }),
+            GFP_KERNEL,
+        )?;
+        let socket = Socket::new(proto::KTHREAD_UNIT, module, queue.clone())?;
+        let thread = Thread::spawn(c_str!("kmod_kthread"), Worker { socket, queue }, GFP_KERNEL)?;
+        pr_info!("echo on netlink unit {}, queue of {}\n", proto::KTHREAD_UNIT, CAPACITY);
+        Ok(Self { _thread: thread })
+    }
+}
+
+impl Drop for KmodKthread {
+    fn drop(&mut self) {
+        // The thread stops right after this, when the field drops.
+        pr_info!("releasing netlink unit {}\n", proto::KTHREAD_UNIT);
+    }
+}
