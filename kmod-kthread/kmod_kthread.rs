@@ -12,6 +12,9 @@
 //! the thread; a full queue answers at once with -ENOBUFS. The thread sleeps
 //! until there is work or a stop request: no polling.
 //!
+//! The unit and the queue's capacity are module parameters:
+//! `insmod kmod_kthread.ko unit=24 capacity=16`.
+//!
 //! Run it (the VM boots the project's kernel, inserts the module, runs the
 //! command, removes the module):
 //!
@@ -40,12 +43,20 @@ module! {
     author: "netlink-rosetta",
     description: "Raw netlink echo: a kernel thread sends the replies",
     license: "GPL",
+    params: {
+        unit: i32 {
+            default: 25,
+            description: "Netlink protocol unit to serve (proto::KTHREAD_UNIT)",
+        },
+        capacity: u32 {
+            default: 256,
+            description: "How many requests may wait for the thread",
+        },
+    },
 }
 
-/// How many requests may wait for the thread.
-const CAPACITY: usize = 256;
-
 struct KmodKthread {
+    unit: i32,
     // Dropping the thread stops it first (`kthread_stop()` returns once it
     // has exited), then drops its `Worker`: the socket is released, then the
     // queue with whatever is still in it. No input arrives meanwhile: every
@@ -85,6 +96,7 @@ struct Queue {
     state: Mutex<State>,
     #[pin]
     work: CondVar,
+    capacity: usize,
 }
 
 struct State {
@@ -116,7 +128,7 @@ impl Queue {
         if state.stopping {
             return Err(EAGAIN);
         }
-        if state.requests.len() >= CAPACITY {
+        if state.requests.len() >= self.capacity {
             return Err(ENOBUFS);
         }
         let header = request.header();
@@ -202,23 +214,27 @@ fn reason(err: Error) -> Option<&'static CStr> {
 
 impl kernel::Module for KmodKthread {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let unit = module_parameters::unit.value();
+        let capacity = module_parameters::capacity.value();
+        let capacity = usize::try_from(capacity)?;
         let queue = Arc::pin_init(
             pin_init!(Queue {
                 state <- new_mutex!(State { requests: KVec::new(), stopping: false }),
                 work <- new_condvar!(),
+                capacity,
             }),
             GFP_KERNEL,
         )?;
-        let socket = Socket::new(proto::KTHREAD_UNIT, module, queue.clone())?;
+        let socket = Socket::new(unit, module, queue.clone())?;
         let thread = Thread::spawn(c_str!("kmod_kthread"), Worker { socket, queue }, GFP_KERNEL)?;
-        pr_info!("echo on netlink unit {}, queue of {}\n", proto::KTHREAD_UNIT, CAPACITY);
-        Ok(Self { _thread: thread })
+        pr_info!("echo on netlink unit {}, queue of {}\n", unit, capacity);
+        Ok(Self { unit, _thread: thread })
     }
 }
 
 impl Drop for KmodKthread {
     fn drop(&mut self) {
         // The thread stops right after this, when the field drops.
-        pr_info!("releasing netlink unit {}\n", proto::KTHREAD_UNIT);
+        pr_info!("releasing netlink unit {}\n", self.unit);
     }
 }

@@ -10,6 +10,8 @@
 //! 16384 bytes gets `NLMSG_ERROR` -EMSGSIZE instead. Type 0 with no flags, as
 //! the original articles' C clients send, is answered too.
 //!
+//! The unit is a module parameter: `insmod kmod_raw.ko unit=30`.
+//!
 //! Run it (the VM boots the project's kernel, inserts the module, runs the
 //! command, removes the module):
 //!
@@ -36,10 +38,17 @@ module! {
     author: "netlink-rosetta",
     description: "Raw netlink echo: the input callback replies directly",
     license: "GPL",
+    params: {
+        unit: i32 {
+            default: 31,
+            description: "Netlink protocol unit to serve (proto::RAW_UNIT)",
+        },
+    },
 }
 
 struct KmodRaw {
     _socket: Socket<Echo>,
+    unit: i32,
 }
 
 /// The input handler: it needs no state.
@@ -77,15 +86,16 @@ fn reason(err: Error) -> Option<&'static CStr> {
 
 impl kernel::Module for KmodRaw {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let socket = Socket::new(proto::RAW_UNIT, module, Arc::new(Echo, GFP_KERNEL)?)?;
-        pr_info!("echo on netlink unit {}\n", proto::RAW_UNIT);
-        Ok(Self { _socket: socket })
+        let unit = module_parameters::unit.value();
+        let socket = Socket::new(unit, module, Arc::new(Echo, GFP_KERNEL)?)?;
+        pr_info!("echo on netlink unit {}\n", unit);
+        Ok(Self { _socket: socket, unit })
     }
 }
 
 impl Drop for KmodRaw {
     fn drop(&mut self) {
         // The socket is released right after this, when the field drops.
-        pr_info!("releasing netlink unit {}\n", proto::RAW_UNIT);
+        pr_info!("releasing netlink unit {}\n", self.unit);
     }
 }

@@ -78,3 +78,33 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 /// `kmod-raw`: raw unit 31, replies from the input callback.
 pub const RAW: Kmod = Kmod("raw");
+
+/// `kmod-kthread`: raw unit 25, replies from a kernel thread.
+pub const KTHREAD: Kmod = Kmod("kthread");
+
+/// `kmod-genl`: generic netlink family `my_genl`.
+pub const GENL: Kmod = Kmod("genl");
+
+/// Unloads `module`, runs `f`, and loads the module again, even if `f`
+/// panics.
+pub fn with_module_unloaded(module: Kmod, f: impl FnOnce()) {
+    module.rmmod().unwrap();
+    assert!(!module.is_loaded());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    module.insmod().unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Raises the default receive buffer of new sockets (as root, in the VM), so
+/// that tests which put hundreds of replies in flight measure the module,
+/// not the socket's default limit.
+pub fn big_receive_buffers() {
+    for knob in [
+        "/proc/sys/net/core/rmem_max",
+        "/proc/sys/net/core/rmem_default",
+    ] {
+        std::fs::write(knob, "16777216").unwrap_or_else(|e| panic!("cannot write {knob}: {e}"));
+    }
+}

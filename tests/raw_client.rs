@@ -1,25 +1,84 @@
-//! user-raw against the raw units, inside the VM: `cargo xtask test`.
+//! user-raw against the raw units, kmod-raw (31) and kmod-kthread (25),
+//! inside the VM: `cargo xtask test`.
 //!
 //! On the host these tests are ignored (the host kernel cannot load the
 //! modules); `cargo xtask test` boots the project's kernel with the modules
 //! loaded and runs them with `--ignored --test-threads=1` (some load and
-//! unload modules, which must not overlap with the others).
+//! unload modules, which must not overlap with the others). Both modules
+//! answer alike, so every test runs against both; kmod-kthread's queue has
+//! tests of its own at the end.
 
-use netlink_rosetta::{Kmod, RAW};
+use netlink_rosetta::{big_receive_buffers, with_module_unloaded, Kmod, KTHREAD, RAW};
 use std::time::Duration;
 use user_raw::{
     messages, parse_error, Error, Socket, NLMSG_ERROR, NLMSG_NOOP, NLM_F_ACK, RECV_BUF_LEN,
 };
 
-const UNIT: i32 = proto::RAW_UNIT;
+/// A raw unit and the module that serves it.
+#[derive(Clone, Copy)]
+struct Unit {
+    kmod: Kmod,
+    unit: i32,
+}
+
+const RAW_UNIT: Unit = Unit {
+    kmod: RAW,
+    unit: proto::RAW_UNIT,
+};
+const KTHREAD_UNIT: Unit = Unit {
+    kmod: KTHREAD,
+    unit: proto::KTHREAD_UNIT,
+};
+
+/// Declares each test once per unit: `raw::name` and `kthread::name`.
+macro_rules! for_both_units {
+    ($($test:ident),* $(,)?) => {
+        mod raw {
+            $(
+                #[test]
+                #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+                fn $test() {
+                    super::$test(super::RAW_UNIT)
+                }
+            )*
+        }
+        mod kthread {
+            $(
+                #[test]
+                #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+                fn $test() {
+                    super::$test(super::KTHREAD_UNIT)
+                }
+            )*
+        }
+    };
+}
+
+for_both_units!(
+    echo_sizes_byte_for_byte,
+    reply_carries_seq_type_and_portid,
+    ack_follows_the_reply,
+    replies_match_their_requests_in_a_batch,
+    many_requests_in_flight_answered_in_order,
+    oversize_payload_gets_emsgsize_with_extack,
+    error_replies_parse,
+    article_client_type_0_without_flags_is_answered,
+    control_messages_are_ignored,
+    malformed_datagrams_are_dropped_then_echo_works,
+    concurrent_clients_get_only_their_own_replies,
+    error_message_of_an_unloaded_unit_names_the_module,
+    insmod_rmmod_twice,
+    rmmod_is_refused_while_a_client_socket_is_open,
+);
 
 /// `n` bytes of a pattern that shows misplaced bytes.
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
-fn connect() -> Socket {
-    Socket::connect(UNIT).expect("kmod-raw answers on its unit")
+fn connect(u: Unit) -> Socket {
+    Socket::connect(u.unit)
+        .unwrap_or_else(|e| panic!("{} answers on unit {}: {e}", u.kmod.name(), u.unit))
 }
 
 /// Receives one datagram and returns its messages as (type, seq, payload).
@@ -31,10 +90,19 @@ fn recv_all(sock: &mut Socket) -> Result<Vec<(u16, u32, Vec<u8>)>, Error> {
         .collect()
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn echo_sizes_byte_for_byte() {
-    let mut sock = connect();
+/// Receives until `n` messages have arrived.
+fn recv_n(sock: &mut Socket, n: usize) -> Vec<(u16, u32, Vec<u8>)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(
+            recv_all(sock).unwrap_or_else(|e| panic!("after {} of {n} messages: {e}", got.len())),
+        );
+    }
+    got
+}
+
+fn echo_sizes_byte_for_byte(u: Unit) {
+    let mut sock = connect(u);
     for size in [0, 1, 3, 1024, proto::MAX_PAYLOAD] {
         let payload = pattern(size);
         let reply = sock
@@ -48,10 +116,8 @@ fn echo_sizes_byte_for_byte() {
     }
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn reply_carries_seq_type_and_portid() {
-    let mut sock = connect();
+fn reply_carries_seq_type_and_portid(u: Unit) {
+    let mut sock = connect(u);
     let seq = sock.send(proto::ECHO_MSG_TYPE, 0, b"abc").unwrap();
     let mut buf = vec![0; RECV_BUF_LEN];
     let n = sock.recv(&mut buf).unwrap();
@@ -65,31 +131,31 @@ fn reply_carries_seq_type_and_portid() {
         sock.portid(),
         "nlmsg_pid is the requester's portid"
     );
+    assert_eq!(
+        hdr.nlmsg_len as usize,
+        user_raw::NLMSG_HDRLEN + 3,
+        "nlmsg_len is exact"
+    );
     assert_eq!(body, b"abc");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn ack_follows_the_reply() {
-    let mut sock = connect();
+fn ack_follows_the_reply(u: Unit) {
+    let mut sock = connect(u);
     assert_eq!(sock.echo_with_ack(b"with ack").unwrap(), b"with ack");
-    // And in order: the reply first, then NLMSG_ERROR 0 with the same seq.
+    // In order: the reply first, then NLMSG_ERROR 0 with the same seq.
     let seq = sock.send(proto::ECHO_MSG_TYPE, NLM_F_ACK, b"x").unwrap();
-    let mut got = Vec::new();
-    while got.len() < 2 {
-        got.extend(recv_all(&mut sock).unwrap());
-    }
+    let got = recv_n(&mut sock, 2);
     assert_eq!(
         (got[0].0, got[0].1, got[0].2.as_slice()),
         (proto::ECHO_MSG_TYPE, seq, &b"x"[..])
     );
     assert_eq!((got[1].0, got[1].1), (NLMSG_ERROR, seq));
+    assert_eq!(&got[1].2[..4], &0i32.to_ne_bytes(), "error 0: an ack");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn replies_match_their_requests_in_a_batch() {
-    let mut sock = connect();
+fn replies_match_their_requests_in_a_batch(u: Unit) {
+    // Eight requests in one datagram.
+    let mut sock = connect(u);
     let payloads: Vec<Vec<u8>> = (0..8)
         .map(|i| format!("request {i}").into_bytes())
         .collect();
@@ -98,10 +164,7 @@ fn replies_match_their_requests_in_a_batch() {
         .map(|p| (proto::ECHO_MSG_TYPE, 0, p.as_slice()))
         .collect();
     let seqs = sock.send_batch(&requests).unwrap();
-    let mut got = Vec::new();
-    while got.len() < seqs.len() {
-        got.extend(recv_all(&mut sock).unwrap());
-    }
+    let got = recv_n(&mut sock, seqs.len());
     for ((ty, seq, body), (want_seq, want_body)) in got.iter().zip(seqs.iter().zip(&payloads)) {
         assert_eq!(
             (*ty, *seq, body),
@@ -110,12 +173,28 @@ fn replies_match_their_requests_in_a_batch() {
     }
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn oversize_payload_gets_emsgsize_with_extack() {
-    let mut sock = connect();
+fn many_requests_in_flight_answered_in_order(u: Unit) {
+    // 200 requests sent one by one before reading any reply: fewer than
+    // kmod-kthread's queue holds, so all are answered, in order.
+    big_receive_buffers();
+    let mut sock = connect(u);
+    let seqs: Vec<u32> = (0..200)
+        .map(|i| {
+            sock.send(proto::ECHO_MSG_TYPE, 0, format!("in flight {i}").as_bytes())
+                .unwrap()
+        })
+        .collect();
+    let got = recv_n(&mut sock, seqs.len());
+    for (i, ((_, seq, body), want)) in got.iter().zip(&seqs).enumerate() {
+        assert_eq!(*seq, *want, "reply {i} out of order");
+        assert_eq!(body, format!("in flight {i}").as_bytes());
+    }
+}
+
+fn oversize_payload_gets_emsgsize_with_extack(u: Unit) {
+    let mut sock = connect(u);
     match sock.echo(&pattern(proto::MAX_PAYLOAD + 1)) {
-        Err(Error::Kernel { errno, extack }) => {
+        Err(Error::Kernel { errno, extack, .. }) => {
             assert_eq!(errno, libc::EMSGSIZE);
             assert_eq!(extack.as_deref(), Some("payload longer than 16384 bytes"));
         }
@@ -125,11 +204,21 @@ fn oversize_payload_gets_emsgsize_with_extack() {
     assert_eq!(sock.echo(b"after").unwrap(), b"after");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn article_client_type_0_without_flags_is_answered() {
+fn error_replies_parse(u: Unit) {
+    // An NLMSG_ERROR from the module decodes with the shared parser.
+    let mut sock = connect(u);
+    sock.send(proto::ECHO_MSG_TYPE, 0, &pattern(proto::MAX_PAYLOAD + 1))
+        .unwrap();
+    let mut buf = vec![0; RECV_BUF_LEN];
+    let n = sock.recv(&mut buf).unwrap();
+    let (hdr, body) = messages(&buf[..n]).next().unwrap().unwrap();
+    assert_eq!(hdr.nlmsg_type, NLMSG_ERROR);
+    assert_eq!(parse_error(&hdr, body).unwrap().error, -libc::EMSGSIZE);
+}
+
+fn article_client_type_0_without_flags_is_answered(u: Unit) {
     // The original articles' C clients send type 0 with flags 0.
-    let mut sock = connect();
+    let mut sock = connect(u);
     let mut datagram = Vec::new();
     user_raw::encode(&mut datagram, 0, 0, 77, b"Hello from user").unwrap();
     sock.send_datagram(&datagram).unwrap();
@@ -137,10 +226,8 @@ fn article_client_type_0_without_flags_is_answered() {
     assert_eq!(got, vec![(0, 77, b"Hello from user".to_vec())]);
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn control_messages_are_ignored() {
-    let mut sock = connect();
+fn control_messages_are_ignored(u: Unit) {
+    let mut sock = connect(u);
     sock.send(NLMSG_NOOP, NLM_F_ACK, b"noop").unwrap();
     sock.set_timeout(Duration::from_millis(300)).unwrap();
     assert!(
@@ -151,10 +238,8 @@ fn control_messages_are_ignored() {
     assert_eq!(sock.echo(b"still here").unwrap(), b"still here");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn malformed_datagrams_are_dropped_then_echo_works() {
-    let mut sock = connect();
+fn malformed_datagrams_are_dropped_then_echo_works(u: Unit) {
+    let mut sock = connect(u);
     let good = {
         let mut d = Vec::new();
         user_raw::encode(&mut d, proto::ECHO_MSG_TYPE, 0, 900, b"good").unwrap();
@@ -181,13 +266,11 @@ fn malformed_datagrams_are_dropped_then_echo_works() {
     assert_eq!(sock.echo(b"after garbage").unwrap(), b"after garbage");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn concurrent_clients_get_only_their_own_replies() {
+fn concurrent_clients_get_only_their_own_replies(u: Unit) {
     let clients: Vec<_> = (0..2)
         .map(|c| {
             std::thread::spawn(move || {
-                let mut sock = connect();
+                let mut sock = connect(u);
                 for i in 0..2000 {
                     let payload = format!("client {c} request {i}").into_bytes();
                     assert_eq!(sock.echo(&payload).unwrap(), payload);
@@ -200,68 +283,104 @@ fn concurrent_clients_get_only_their_own_replies() {
     }
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn error_message_of_an_unloaded_unit_names_the_module() {
-    with_module_unloaded(RAW, || match Socket::connect(UNIT) {
-        Err(e @ Error::UnitUnavailable { .. }) => {
-            assert_eq!(
-                e.to_string(),
-                "netlink unit 31 not available: is kmod-raw loaded?"
+fn error_message_of_an_unloaded_unit_names_the_module(u: Unit) {
+    with_module_unloaded(u.kmod, || match Socket::connect(u.unit) {
+        Err(e @ Error::UnitUnavailable { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "netlink unit {} not available: is kmod-{} loaded?",
+                u.unit, u.kmod.0
             )
-        }
+        ),
         Err(e) => panic!("expected UnitUnavailable, got {e}"),
-        Ok(_) => panic!("unit 31 still answers after rmmod"),
+        Ok(_) => panic!("unit {} still answers after rmmod", u.unit),
     });
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn insmod_rmmod_twice() {
+fn insmod_rmmod_twice(u: Unit) {
     for round in 0..2 {
-        with_module_unloaded(RAW, || {});
-        let mut sock = connect();
-        assert_eq!(
-            sock.echo(format!("round {round}").as_bytes()).unwrap(),
-            format!("round {round}").as_bytes()
-        );
+        with_module_unloaded(u.kmod, || {});
+        let mut sock = connect(u);
+        let payload = format!("round {round}").into_bytes();
+        assert_eq!(sock.echo(&payload).unwrap(), payload);
     }
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn rmmod_is_refused_while_a_client_socket_is_open() {
-    let sock = connect();
-    let err = RAW
+fn rmmod_is_refused_while_a_client_socket_is_open(u: Unit) {
+    let sock = connect(u);
+    let err = u
+        .kmod
         .rmmod()
         .expect_err("rmmod must fail while a socket of the unit is open");
     assert!(err.contains("in use"), "rmmod's message: {err}");
-    assert!(RAW.is_loaded());
+    assert!(u.kmod.is_loaded());
     drop(sock);
-    with_module_unloaded(RAW, || {});
+    with_module_unloaded(u.kmod, || {});
 }
 
-/// Unloads `module`, runs `f`, and loads the module again, even if `f` panics.
-fn with_module_unloaded(module: Kmod, f: impl FnOnce()) {
-    module.rmmod().unwrap();
-    assert!(!module.is_loaded());
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    module.insmod().unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
+// kmod-kthread's queue.
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn kthread_full_queue_answers_enobufs_then_recovers() {
+    big_receive_buffers();
+    let mut sock = connect(KTHREAD_UNIT);
+    // 2000 requests in one datagram: the input callback queues them all
+    // before it returns, faster than the thread drains them, so the queue
+    // (256) fills. Every request must end as a reply or an ENOBUFS error.
+    let payloads: Vec<Vec<u8>> = (0..2000)
+        .map(|i| format!("burst {i}").into_bytes())
+        .collect();
+    let requests: Vec<(u16, u16, &[u8])> = payloads
+        .iter()
+        .map(|p| (proto::ECHO_MSG_TYPE, 0, p.as_slice()))
+        .collect();
+    let seqs = sock.send_batch(&requests).unwrap();
+    let got = recv_n(&mut sock, seqs.len());
+    let (mut replies, mut enobufs) = (Vec::new(), 0);
+    for (ty, seq, body) in &got {
+        if *ty == NLMSG_ERROR {
+            assert_eq!(
+                &body[..4],
+                &(-libc::ENOBUFS).to_ne_bytes(),
+                "seq {seq}: only ENOBUFS"
+            );
+            enobufs += 1;
+        } else {
+            replies.push(*seq);
+        }
     }
+    assert!(enobufs > 0, "a burst of 2000 must overflow a queue of 256");
+    assert!(
+        replies.len() >= 256,
+        "at least a full queue is answered, got {}",
+        replies.len()
+    );
+    assert!(replies.windows(2).all(|w| w[0] < w[1]), "replies in order");
+    assert_eq!(
+        replies.len() + enobufs,
+        seqs.len(),
+        "every request answered exactly once"
+    );
+    // And the module recovers.
+    assert_eq!(sock.echo(b"after the burst").unwrap(), b"after the burst");
 }
 
 #[test]
 #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn error_replies_parse() {
-    // An NLMSG_ERROR from the module decodes with the shared parser.
-    let mut sock = connect();
-    sock.send(proto::ECHO_MSG_TYPE, 0, &pattern(proto::MAX_PAYLOAD + 1))
-        .unwrap();
-    let mut buf = vec![0; RECV_BUF_LEN];
-    let n = sock.recv(&mut buf).unwrap();
-    let (hdr, body) = messages(&buf[..n]).next().unwrap().unwrap();
-    assert_eq!(hdr.nlmsg_type, NLMSG_ERROR);
-    assert_eq!(parse_error(&hdr, body).unwrap().error, -libc::EMSGSIZE);
+fn kthread_rmmod_with_requests_still_queued_is_clean() {
+    // Queue a burst, close the socket at once (which allows rmmod), and
+    // unload while the thread may still be working: the VM runner fails
+    // the run on any splat in the kernel log.
+    for _ in 0..3 {
+        let mut sock = connect(KTHREAD_UNIT);
+        let payload = pattern(1024);
+        let requests: Vec<(u16, u16, &[u8])> = (0..150)
+            .map(|_| (proto::ECHO_MSG_TYPE, 0, &payload[..]))
+            .collect();
+        sock.send_batch(&requests).unwrap();
+        drop(sock);
+        with_module_unloaded(KTHREAD, || {});
+    }
+    assert_eq!(connect(KTHREAD_UNIT).echo(b"fresh").unwrap(), b"fresh");
 }

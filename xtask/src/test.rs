@@ -38,7 +38,7 @@ pub fn run_tests() -> Result<i32> {
     step("compiling the VM integration tests");
     let binaries = test_binaries()?;
     if binaries.is_empty() {
-        bail!("no integration test binaries found in the root package");
+        bail!("no integration test binaries found in the workspace");
     }
     let script = binaries
         .iter()
@@ -65,7 +65,8 @@ pub fn run_tests() -> Result<i32> {
     Ok(0)
 }
 
-/// The integration test executables of the root package, via
+/// The integration test executables of the workspace (`tests/*.rs` of every
+/// package; their VM tests are the ignored ones), via
 /// `cargo test --no-run --message-format=json`.
 fn test_binaries() -> Result<Vec<String>> {
     let out = Command::new(env!("CARGO"))

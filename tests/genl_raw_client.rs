@@ -1,0 +1,342 @@
+//! user-raw speaking generic netlink by hand to kmod-genl (family
+//! `my_genl`), inside the VM: `cargo xtask test`.
+//!
+//! On the host these tests are ignored (the host kernel cannot load the
+//! modules); `cargo xtask test` boots the project's kernel with the modules
+//! loaded and runs them with `--ignored --test-threads=1` (one of them
+//! unloads and reloads kmod-genl, which must not overlap with the others).
+//!
+//! The error tests pin what the generic netlink core answers for each
+//! malformed request: its policy checks run before kmod-genl's handler and
+//! explain themselves in the extended ack.
+
+use netlink_rosetta::Kmod;
+use user_raw::genl::GENL_ID_CTRL;
+use user_raw::{
+    messages, put_attr, put_nul_string, Error, Family, GenlMsg, GenlMsgHdr, Socket, NLMSG_ERROR,
+    NLM_F_ACK, RECV_BUF_LEN,
+};
+
+const GENL: Kmod = Kmod("genl");
+
+/// `n` characters of a..z: a string without NULs.
+fn text(n: usize) -> Vec<u8> {
+    (b'a'..=b'z').cycle().take(n).collect()
+}
+
+/// A generic netlink socket and `my_genl`, resolved on it.
+fn connect() -> (Socket, Family) {
+    let mut sock = Socket::connect_genl().expect("NETLINK_GENERIC socket");
+    let family = sock
+        .resolve_family(proto::GENL_FAMILY_NAME)
+        .expect("my_genl resolves: kmod-genl is loaded");
+    (sock, family)
+}
+
+/// An ECHO header, as the family's version 1.
+fn echo_hdr() -> GenlMsgHdr {
+    GenlMsgHdr::new(proto::GENL_CMD_ECHO, proto::GENL_FAMILY_VERSION)
+}
+
+/// The kernel error of `r`, as (errno, extack, missing attribute).
+fn kernel_error(r: Result<GenlMsg, Error>) -> (i32, Option<String>, Option<u16>) {
+    match r {
+        Err(Error::Kernel {
+            errno,
+            extack,
+            missing_attr,
+        }) => (errno, extack, missing_attr),
+        other => panic!("expected a kernel error, got {other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "x"]
+fn zz_observe() {
+    let (mut sock, family) = connect();
+    eprintln!("OBSERVE family {family:?}");
+    let mut attrs = Vec::new();
+    put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"hello").unwrap();
+    eprintln!("OBSERVE cmd 99: {:?}", sock.genl_request(family.id, 0, GenlMsgHdr::new(99, 1), &attrs));
+    eprintln!("OBSERVE cmd 0: {:?}", sock.genl_request(family.id, 0, GenlMsgHdr::new(0, 1), &attrs));
+    eprintln!("OBSERVE version 0: {:?}", sock.genl_request(family.id, 0, GenlMsgHdr::new(1, 0), &attrs));
+    let mut a2 = Vec::new();
+    put_nul_string(&mut a2, proto::GENL_ATTR_MSG, b"x").unwrap();
+    put_attr(&mut a2, 0, b"").unwrap();
+    eprintln!("OBSERVE attr type 0: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &a2));
+    let mut a3 = Vec::new();
+    put_attr(&mut a3, 2, b"").unwrap();
+    eprintln!("OBSERVE only attr type 2: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &a3));
+    let mut a4 = Vec::new();
+    put_attr(&mut a4, 1, b"a\0b\0").unwrap();
+    eprintln!("OBSERVE interior NUL: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &a4));
+    let mut a5 = Vec::new();
+    put_attr(&mut a5, 1, b"").unwrap();
+    eprintln!("OBSERVE empty MSG value: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &a5));
+    eprintln!("OBSERVE garbage attrs: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &[3, 0, 1, 0]));
+    eprintln!("OBSERVE MSG twice: {:?}", {
+        let mut a = Vec::new();
+        put_nul_string(&mut a, 1, b"first").unwrap();
+        put_nul_string(&mut a, 1, b"second").unwrap();
+        sock.genl_request(family.id, 0, echo_hdr(), &a)
+    });
+    eprintln!("OBSERVE stale id 0x3ff: {:?}", sock.genl_request(0x3ff, 0, echo_hdr(), &attrs));
+}
+
+/// Receives one datagram and returns its messages as (type, seq, payload).
+fn recv_all(sock: &mut Socket) -> Vec<(u16, u32, Vec<u8>)> {
+    let mut buf = vec![0; RECV_BUF_LEN];
+    let n = sock.recv(&mut buf).expect("recv");
+    messages(&buf[..n])
+        .map(|m| m.map(|(hdr, body)| (hdr.nlmsg_type, hdr.nlmsg_seq, body.to_vec())))
+        .collect::<Result<_, _>>()
+        .expect("decodes")
+}
+
+/// Unloads `module`, runs `f`, and loads the module again, even if `f` panics.
+fn with_module_unloaded(module: Kmod, f: impl FnOnce()) {
+    module.rmmod().unwrap();
+    assert!(!module.is_loaded());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    module.insmod().unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn echo_sizes_byte_for_byte() {
+    let (mut sock, family) = connect();
+    for size in [0, 1, 1024, proto::MAX_MSG_LEN] {
+        let msg = text(size);
+        let reply = sock
+            .genl_echo(family.id, &msg)
+            .unwrap_or_else(|e| panic!("echo of {size} characters: {e}"));
+        assert_eq!(reply.len(), size, "reply length for {size} characters");
+        assert!(
+            reply == msg,
+            "reply of {size} characters differs from the request"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn reply_carries_seq_cmd_portid_and_msg() {
+    let (mut sock, family) = connect();
+    let mut attrs = Vec::new();
+    put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"abc").unwrap();
+    let seq = sock.genl_send(family.id, 0, echo_hdr(), &attrs).unwrap();
+    let reply = sock.genl_recv(family.id, seq, false).unwrap();
+    assert_eq!(reply.nlmsg.nlmsg_type, family.id);
+    assert_eq!(reply.nlmsg.nlmsg_seq, seq);
+    assert_eq!(
+        reply.nlmsg.nlmsg_pid,
+        sock.portid(),
+        "nlmsg_pid is the requester's portid"
+    );
+    assert_eq!(
+        reply.genl,
+        GenlMsgHdr::new(proto::GENL_CMD_ECHO, proto::GENL_FAMILY_VERSION)
+    );
+    // Exactly one attribute, MSG, with the string and its NUL.
+    let all: Vec<_> = reply.attrs().collect::<Result<_, _>>().unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (all[0].ty, all[0].value),
+        (proto::GENL_ATTR_MSG, &b"abc\0"[..])
+    );
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn missing_msg_is_einval_naming_the_attribute() {
+    let (mut sock, family) = connect();
+    let err = sock.genl_request(family.id, 0, echo_hdr(), &[]);
+    let (errno, extack, missing) = kernel_error(err);
+    assert_eq!(errno, libc::EINVAL);
+    assert_eq!(extack.as_deref(), Some("missing attribute MSG"));
+    assert_eq!(missing, Some(proto::GENL_ATTR_MSG));
+    let shown = Error::Kernel {
+        errno,
+        extack,
+        missing_attr: missing,
+    };
+    assert_eq!(
+        shown.to_string(),
+        "kernel replied EINVAL (errno 22): missing attribute MSG (missing attribute type 1)"
+    );
+    assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn over_long_msg_fails_the_policy() {
+    let (mut sock, family) = connect();
+    match sock.genl_echo(family.id, &text(proto::MAX_MSG_LEN + 1)) {
+        Err(Error::Kernel {
+            errno,
+            extack,
+            missing_attr,
+        }) => {
+            assert_eq!(errno, libc::EINVAL);
+            assert_eq!(
+                extack.as_deref(),
+                Some("Attribute failed policy validation")
+            );
+            assert_eq!(missing_attr, None);
+        }
+        other => panic!("expected EINVAL, got {other:?}"),
+    }
+    assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn msg_without_its_nul_fails_the_policy() {
+    let (mut sock, family) = connect();
+    let mut attrs = Vec::new();
+    put_attr(&mut attrs, proto::GENL_ATTR_MSG, b"no terminator").unwrap();
+    let (errno, extack, missing) =
+        kernel_error(sock.genl_request(family.id, 0, echo_hdr(), &attrs));
+    assert_eq!(errno, libc::EINVAL);
+    assert_eq!(
+        extack.as_deref(),
+        Some("Attribute failed policy validation")
+    );
+    assert_eq!(missing, None);
+    assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn unknown_attribute_is_rejected_by_strict_validation() {
+    let (mut sock, family) = connect();
+    let mut attrs = Vec::new();
+    put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"hello").unwrap();
+    put_attr(&mut attrs, proto::GENL_ATTR_MAX + 1, &1u32.to_ne_bytes()).unwrap();
+    let (errno, extack, missing) =
+        kernel_error(sock.genl_request(family.id, 0, echo_hdr(), &attrs));
+    assert_eq!(errno, libc::EINVAL);
+    assert_eq!(extack.as_deref(), Some("Unknown attribute type"));
+    assert_eq!(missing, None);
+    assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn unknown_command_is_eopnotsupp() {
+    let (mut sock, family) = connect();
+    let mut attrs = Vec::new();
+    put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"hello").unwrap();
+    let unknown = GenlMsgHdr::new(99, proto::GENL_FAMILY_VERSION);
+    let (errno, _, missing) = kernel_error(sock.genl_request(family.id, 0, unknown, &attrs));
+    assert_eq!(errno, libc::EOPNOTSUPP);
+    assert_eq!(missing, None);
+    assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn family_is_visible_to_the_controller() {
+    let (_, family) = connect();
+    assert_eq!(family.name, proto::GENL_FAMILY_NAME);
+    assert_ne!(family.id, GENL_ID_CTRL);
+    assert!(family.id > GENL_ID_CTRL, "dynamic ids come after nlctrl's");
+    assert_eq!(family.version, u32::from(proto::GENL_FAMILY_VERSION));
+    assert_eq!(family.hdrsize, 0);
+    assert_eq!(family.maxattr, u32::from(proto::GENL_ATTR_MAX));
+    let ops: Vec<u32> = family.ops.iter().map(|op| op.id).collect();
+    assert_eq!(
+        ops,
+        [u32::from(proto::GENL_CMD_ECHO)],
+        "ECHO is the only op"
+    );
+    assert!(family.has_op(proto::GENL_CMD_ECHO));
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn ack_follows_the_reply() {
+    let (mut sock, family) = connect();
+    assert_eq!(
+        sock.genl_echo_with_ack(family.id, b"with ack").unwrap(),
+        b"with ack"
+    );
+    // And in order: the reply first, then NLMSG_ERROR 0 with the same seq.
+    let mut attrs = Vec::new();
+    put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"x").unwrap();
+    let seq = sock
+        .genl_send(family.id, NLM_F_ACK, echo_hdr(), &attrs)
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(recv_all(&mut sock));
+    }
+    assert_eq!((got[0].0, got[0].1), (family.id, seq));
+    assert_eq!(&got[0].2[..4], &echo_hdr().to_bytes());
+    assert_eq!(&got[0].2[4..], &attrs[..]);
+    assert_eq!((got[1].0, got[1].1), (NLMSG_ERROR, seq));
+    assert_eq!(&got[1].2[..4], &0i32.to_ne_bytes(), "error 0: an ack");
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn replies_match_their_requests_in_a_batch() {
+    let (mut sock, family) = connect();
+    let mut datagram = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..8u32 {
+        let msg = format!("request {i}").into_bytes();
+        let mut attrs = Vec::new();
+        put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, &msg).unwrap();
+        let seq = 1000 + i;
+        user_raw::genl::encode_genl(
+            &mut datagram,
+            family.id,
+            user_raw::NLM_F_REQUEST,
+            seq,
+            echo_hdr(),
+            &attrs,
+        )
+        .unwrap();
+        want.push((
+            family.id,
+            seq,
+            [&echo_hdr().to_bytes()[..], &attrs].concat(),
+        ));
+    }
+    sock.send_datagram(&datagram).unwrap();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        got.extend(recv_all(&mut sock));
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn insmod_rmmod_twice() {
+    for round in 0..2 {
+        let (mut sock, family) = connect();
+        with_module_unloaded(GENL, || {
+            // The family is gone: the controller no longer knows the name...
+            match sock.resolve_family(proto::GENL_FAMILY_NAME) {
+                Err(e @ Error::FamilyNotFound { .. }) => assert_eq!(
+                    e.to_string(),
+                    "generic netlink family my_genl not found: is kmod-genl loaded?"
+                ),
+                other => panic!("round {round}: expected FamilyNotFound, got {other:?}"),
+            }
+            // ...and the core answers requests to the stale id with ENOENT.
+            match sock.genl_echo(family.id, b"anyone?") {
+                Err(Error::Kernel { errno, .. }) => assert_eq!(errno, libc::ENOENT),
+                other => panic!("round {round}: expected ENOENT, got {other:?}"),
+            }
+        });
+        let (mut sock, family) = connect();
+        let msg = format!("round {round}").into_bytes();
+        assert_eq!(sock.genl_echo(family.id, &msg).unwrap(), msg);
+    }
+}
