@@ -26,7 +26,9 @@
 //! and the kernel log shows `kmod_genl: registered generic netlink family my_genl`.
 
 use kernel::c_str;
-use kernel::net::genetlink::{nla_total_size, Command, Family, Handler, Info, Policy, Registration};
+use kernel::net::genetlink::{
+    nla_total_size, Command, Family, Handler, Info, Policy, Registration,
+};
 use kernel::net::netlink::NetlinkSkBuff;
 use kernel::prelude::*;
 

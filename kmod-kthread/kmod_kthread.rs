@@ -131,8 +131,12 @@ impl Queue {
         if state.requests.len() >= self.capacity {
             return Err(ENOBUFS);
         }
-        let header = request.header();
-        state.requests.push(Request { portid, header, payload: copy }, GFP_KERNEL)?;
+        let request = Request {
+            portid,
+            header: request.header(),
+            payload: copy,
+        };
+        state.requests.push(request, GFP_KERNEL)?;
         self.work.notify_one();
         Ok(())
     }
@@ -228,7 +232,10 @@ impl kernel::Module for KmodKthread {
         let socket = Socket::new(unit, module, queue.clone())?;
         let thread = Thread::spawn(c_str!("kmod_kthread"), Worker { socket, queue }, GFP_KERNEL)?;
         pr_info!("echo on netlink unit {}, queue of {}\n", unit, capacity);
-        Ok(Self { unit, _thread: thread })
+        Ok(Self {
+            unit,
+            _thread: thread,
+        })
     }
 }
 

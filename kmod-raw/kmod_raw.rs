@@ -89,7 +89,10 @@ impl kernel::Module for KmodRaw {
         let unit = module_parameters::unit.value();
         let socket = Socket::new(unit, module, Arc::new(Echo, GFP_KERNEL)?)?;
         pr_info!("echo on netlink unit {}\n", unit);
-        Ok(Self { _socket: socket, unit })
+        Ok(Self {
+            _socket: socket,
+            unit,
+        })
     }
 }
 

@@ -29,12 +29,26 @@ pub fn run_tests() -> Result<i32> {
         "-D",
         "warnings",
     ]))?;
+    step("formatting of the kernel-side Rust: rustfmt --check with the kernel's .rustfmt.toml");
+    let kernel = crate::kmod::build_all()?;
+    let mut kernel_rust = Vec::new();
+    for dir in ["kmod-raw", "kmod-kthread", "kmod-genl", "kernel/tree"] {
+        kernel_rust.extend(
+            crate::util::files_under(&root().join(dir))?
+                .into_iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "rs")),
+        );
+    }
+    run(Command::new("rustfmt")
+        .args(["--check", "--edition", "2021", "--config-path"])
+        .arg(kernel.tree.join(".rustfmt.toml"))
+        .args(&kernel_rust))
+    .context("format them with the same command without --check")?;
     step("host tests: cargo test --workspace");
     run(Command::new(env!("CARGO"))
         .current_dir(root())
         .args(["test", "--workspace"]))?;
 
-    let kernel = crate::kmod::build_all()?;
     step("compiling the VM integration tests");
     let binaries = test_binaries()?;
     if binaries.is_empty() {

@@ -323,7 +323,10 @@ unsafe extern "C" fn input_callback<T: Input>(skb: *mut bindings::sk_buff) {
         // dropping the requests silently.
         None => {
             for msg in skb.messages().filter(|msg| !msg.is_control()) {
-                msg.ack(Err(EAGAIN), Some(crate::c_str!("netlink unit not ready, try again")));
+                msg.ack(
+                    Err(EAGAIN),
+                    Some(crate::c_str!("netlink unit not ready, try again")),
+                );
             }
         }
     }
@@ -421,7 +424,8 @@ impl<'a> Iterator for Messages<'a> {
         // SAFETY: `rest` holds at least `NLMSG_HDRLEN` bytes, and any bit
         // pattern is a valid `nlmsghdr`. The read makes no alignment
         // assumption.
-        let header = unsafe { ptr::read_unaligned(self.rest.as_ptr().cast::<bindings::nlmsghdr>()) };
+        let header =
+            unsafe { ptr::read_unaligned(self.rest.as_ptr().cast::<bindings::nlmsghdr>()) };
         let len = header.nlmsg_len as usize;
         if len < NLMSG_HDRLEN || len > self.rest.len() {
             self.rest = &[];
@@ -609,7 +613,14 @@ impl NetlinkSkBuff {
         // SAFETY: By the type invariant, `skb` is valid and ours; on success
         // `nlmsg_put()` reserved room for a `struct nlmsgerr`.
         let nlh = unsafe {
-            bindings::nlmsg_put(skb, portid, request.seq, NLMSG_ERROR.into(), len, NLM_F_CAPPED.into())
+            bindings::nlmsg_put(
+                skb,
+                portid,
+                request.seq,
+                NLMSG_ERROR.into(),
+                len,
+                NLM_F_CAPPED.into(),
+            )
         };
         if nlh.is_null() {
             return Err(EMSGSIZE);
