@@ -10,14 +10,12 @@
 //! malformed request: its policy checks run before kmod-genl's handler and
 //! explain themselves in the extended ack.
 
-use netlink_rosetta::Kmod;
+use netlink_rosetta::{with_module_unloaded, GENL};
 use user_raw::genl::GENL_ID_CTRL;
 use user_raw::{
     messages, put_attr, put_nul_string, Error, Family, GenlMsg, GenlMsgHdr, Socket, NLMSG_ERROR,
     NLM_F_ACK, RECV_BUF_LEN,
 };
-
-const GENL: Kmod = Kmod("genl");
 
 /// `n` characters of a..z: a string without NULs.
 fn text(n: usize) -> Vec<u8> {
@@ -50,39 +48,6 @@ fn kernel_error(r: Result<GenlMsg, Error>) -> (i32, Option<String>, Option<u16>)
     }
 }
 
-#[test]
-#[ignore = "x"]
-fn zz_observe() {
-    let (mut sock, family) = connect();
-    eprintln!("OBSERVE family {family:?}");
-    let mut attrs = Vec::new();
-    put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"hello").unwrap();
-    eprintln!("OBSERVE cmd 99: {:?}", sock.genl_request(family.id, 0, GenlMsgHdr::new(99, 1), &attrs));
-    eprintln!("OBSERVE cmd 0: {:?}", sock.genl_request(family.id, 0, GenlMsgHdr::new(0, 1), &attrs));
-    eprintln!("OBSERVE version 0: {:?}", sock.genl_request(family.id, 0, GenlMsgHdr::new(1, 0), &attrs));
-    let mut a2 = Vec::new();
-    put_nul_string(&mut a2, proto::GENL_ATTR_MSG, b"x").unwrap();
-    put_attr(&mut a2, 0, b"").unwrap();
-    eprintln!("OBSERVE attr type 0: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &a2));
-    let mut a3 = Vec::new();
-    put_attr(&mut a3, 2, b"").unwrap();
-    eprintln!("OBSERVE only attr type 2: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &a3));
-    let mut a4 = Vec::new();
-    put_attr(&mut a4, 1, b"a\0b\0").unwrap();
-    eprintln!("OBSERVE interior NUL: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &a4));
-    let mut a5 = Vec::new();
-    put_attr(&mut a5, 1, b"").unwrap();
-    eprintln!("OBSERVE empty MSG value: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &a5));
-    eprintln!("OBSERVE garbage attrs: {:?}", sock.genl_request(family.id, 0, echo_hdr(), &[3, 0, 1, 0]));
-    eprintln!("OBSERVE MSG twice: {:?}", {
-        let mut a = Vec::new();
-        put_nul_string(&mut a, 1, b"first").unwrap();
-        put_nul_string(&mut a, 1, b"second").unwrap();
-        sock.genl_request(family.id, 0, echo_hdr(), &a)
-    });
-    eprintln!("OBSERVE stale id 0x3ff: {:?}", sock.genl_request(0x3ff, 0, echo_hdr(), &attrs));
-}
-
 /// Receives one datagram and returns its messages as (type, seq, payload).
 fn recv_all(sock: &mut Socket) -> Vec<(u16, u32, Vec<u8>)> {
     let mut buf = vec![0; RECV_BUF_LEN];
@@ -91,17 +56,6 @@ fn recv_all(sock: &mut Socket) -> Vec<(u16, u32, Vec<u8>)> {
         .map(|m| m.map(|(hdr, body)| (hdr.nlmsg_type, hdr.nlmsg_seq, body.to_vec())))
         .collect::<Result<_, _>>()
         .expect("decodes")
-}
-
-/// Unloads `module`, runs `f`, and loads the module again, even if `f` panics.
-fn with_module_unloaded(module: Kmod, f: impl FnOnce()) {
-    module.rmmod().unwrap();
-    assert!(!module.is_loaded());
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    module.insmod().unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 #[test]
@@ -226,14 +180,30 @@ fn unknown_attribute_is_rejected_by_strict_validation() {
 
 #[test]
 #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn truncated_attribute_is_rejected_by_the_core() {
+    let (mut sock, family) = connect();
+    let mut attrs = Vec::new();
+    put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"hello").unwrap();
+    attrs.extend_from_slice(&[3, 0, 1, 0]); // nla_len 3: below the header
+    let (errno, extack, _) = kernel_error(sock.genl_request(family.id, 0, echo_hdr(), &attrs));
+    assert_eq!(errno, libc::EINVAL);
+    assert_eq!(
+        extack.as_deref(),
+        Some("bytes leftover after parsing attributes")
+    );
+    assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
 fn unknown_command_is_eopnotsupp() {
     let (mut sock, family) = connect();
     let mut attrs = Vec::new();
     put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"hello").unwrap();
     let unknown = GenlMsgHdr::new(99, proto::GENL_FAMILY_VERSION);
-    let (errno, _, missing) = kernel_error(sock.genl_request(family.id, 0, unknown, &attrs));
+    let (errno, extack, missing) = kernel_error(sock.genl_request(family.id, 0, unknown, &attrs));
     assert_eq!(errno, libc::EOPNOTSUPP);
-    assert_eq!(missing, None);
+    assert_eq!((extack, missing), (None, None), "the core says no more");
     assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
 }
 

@@ -25,11 +25,42 @@
 //! [`Socket::send`] one `nlmsghdr` + payload to the kernel (portid 0), then
 //! [`Socket::recv`] datagrams and walk them with [`messages`] until the reply
 //! with our sequence number arrives. [`Socket::echo`] does all of it.
+//!
+//! ## Generic netlink, by hand too
+//!
+//! The [`genl`] module speaks generic netlink to `kmod-genl` (family
+//! [`proto::GENL_FAMILY_NAME`]) with the same socket code, on unit
+//! `NETLINK_GENERIC`, building `struct genlmsghdr` and the `struct nlattr`
+//! TLVs of [`attr`] by hand:
+//!
+//! ```text
+//! cargo xtask vm --modules genl -- target/debug/user-raw --module genl "hello netlink"
+//! ```
+//!
+//! ```text
+//! module genl: family my_genl id 25, portid 1234
+//! echo seq 1: sent 13 bytes, received 13 bytes: "hello netlink"
+//! ```
+//!
+//! In code: [`Socket::connect_genl`], then [`Socket::resolve_family`]
+//! (`CTRL_CMD_GETFAMILY` to the controller, which answers with the id the
+//! kernel gave the family), then [`Socket::genl_echo`] with that id (ECHO
+//! with the NUL-terminated MSG attribute). A kernel error carries the
+//! extended ack's message and missing-attribute type: `kernel replied
+//! EINVAL (errno 22): missing attribute MSG (missing attribute type 1)`.
+//! [`Socket::genl_request`] sends any command with any attributes, for the
+//! error paths.
 
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
+
+pub mod attr;
+pub mod genl;
+
+pub use attr::{attrs, find_attr, nla_align, put_attr, put_nul_string, Attr, Attrs, NLA_HDRLEN};
+pub use genl::{Family, GenlMsg, GenlMsgHdr, Op, GENL_HDRLEN};
 
 // ---------------------------------------------------------------------------
 // Wire format (<linux/netlink.h>, man 7 netlink)
@@ -63,6 +94,10 @@ pub const NLM_F_ACK_TLVS: u16 = 0x200; // NLMSG_ERROR: extended ack TLVs follow
 
 /// Extended ack attribute carrying a human-readable message (`NLMSGERR_ATTR_MSG`).
 pub const NLMSGERR_ATTR_MSG: u16 = 1;
+
+/// Extended ack attribute: the type of a missing attribute, a u32
+/// (`NLMSGERR_ATTR_MISS_TYPE`, linux/netlink.h; libc does not define it).
+pub const NLMSGERR_ATTR_MISS_TYPE: u16 = 5;
 
 /// Receive buffer size. The kernel advises max(page size, 8192) (see
 /// `man 7 netlink`), but our largest reply is an echo of [`proto::MAX_PAYLOAD`]
@@ -207,12 +242,15 @@ pub struct NlMsgErr {
     pub request: NlMsgHdr,
     /// `NLMSGERR_ATTR_MSG`, if the kernel attached one.
     pub extack: Option<String>,
+    /// `NLMSGERR_ATTR_MISS_TYPE`: the attribute the request lacked, if the
+    /// handler said which (`NL_SET_ERR_ATTR_MISS()`).
+    pub missing_attr: Option<u16>,
 }
 
 /// Parse an `NLMSG_ERROR` message: `int error; struct nlmsghdr msg;` then,
 /// unless `NLM_F_CAPPED`, the rest of the request, then (if
 /// `NLM_F_ACK_TLVS`) extended ack attributes, each an aligned
-/// `struct nlattr { u16 nla_len; u16 nla_type; }` + value.
+/// `struct nlattr { u16 nla_len; u16 nla_type; }` + value (see [`attr`]).
 pub fn parse_error(hdr: &NlMsgHdr, payload: &[u8]) -> Result<NlMsgErr, Error> {
     let short = || Error::decode(0, "NLMSG_ERROR shorter than struct nlmsgerr");
     let error = ne_u32(payload, 0).ok_or_else(short)? as i32; // C `int`
@@ -220,7 +258,7 @@ pub fn parse_error(hdr: &NlMsgHdr, payload: &[u8]) -> Result<NlMsgErr, Error> {
         .get(4..)
         .and_then(NlMsgHdr::from_bytes)
         .ok_or_else(short)?;
-    let mut extack = None;
+    let (mut extack, mut missing_attr) = (None, None);
     if hdr.nlmsg_flags & NLM_F_ACK_TLVS != 0 {
         // TLVs start after `struct nlmsgerr` (20 bytes) and, unless capped,
         // after the copy of the request's payload.
@@ -235,30 +273,31 @@ pub fn parse_error(hdr: &NlMsgHdr, payload: &[u8]) -> Result<NlMsgErr, Error> {
             .checked_add(4 + NLMSG_HDRLEN)
             .filter(|&s| s <= payload.len());
         let start = nlmsg_align(start.ok_or_else(bad)?).min(payload.len());
-        extack = find_extack_msg(&payload[start..])?;
+        // Every TLV is length-checked; we use two of them and skip the
+        // others (OFFS, COOKIE, POLICY, MISS_NEST).
+        for tlv in attrs(&payload[start..]) {
+            let tlv = tlv?;
+            match tlv.ty {
+                NLMSGERR_ATTR_MSG => {
+                    let text = tlv.value.split(|&b| b == 0).next().unwrap_or_default();
+                    extack = Some(String::from_utf8_lossy(text).into_owned());
+                }
+                NLMSGERR_ATTR_MISS_TYPE => {
+                    let ty = u16::try_from(tlv.u32()?).map_err(|_| {
+                        Error::decode(tlv.offset, "NLMSGERR_ATTR_MISS_TYPE above u16::MAX")
+                    })?;
+                    missing_attr = Some(ty);
+                }
+                _ => {}
+            }
+        }
     }
     Ok(NlMsgErr {
         error,
         request,
         extack,
+        missing_attr,
     })
-}
-
-/// Find `NLMSGERR_ATTR_MSG` (a NUL-terminated string) among the TLVs.
-fn find_extack_msg(mut tlvs: &[u8]) -> Result<Option<String>, Error> {
-    let bad = || Error::decode(0, "malformed extended ack attribute");
-    let mut msg = None;
-    while !tlvs.is_empty() {
-        let len = ne_u16(tlvs, 0).ok_or_else(bad)? as usize;
-        let ty = ne_u16(tlvs, 2).ok_or_else(bad)? & libc::NLA_TYPE_MASK as u16;
-        let value = tlvs.get(4..len).ok_or_else(bad)?; // also rejects nla_len < 4
-        if ty == NLMSGERR_ATTR_MSG {
-            let text = value.split(|&b| b == 0).next().unwrap_or_default();
-            msg = Some(String::from_utf8_lossy(text).into_owned());
-        }
-        tlvs = &tlvs[nlmsg_align(len).min(tlvs.len())..];
-    }
-    Ok(msg)
 }
 
 // ---------------------------------------------------------------------------
@@ -287,9 +326,28 @@ pub enum Error {
     Decode { offset: usize, reason: &'static str },
     #[error("unexpected message type {ty:#x} with our sequence number {seq}")]
     Unexpected { ty: u16, seq: u32 },
-    /// An `NLMSG_ERROR` with a non-zero error; `errno` is positive (90, not -90).
-    #[error("kernel replied {} (errno {errno}): {}", errno_name(*errno), kernel_detail(*errno, extack))]
-    Kernel { errno: i32, extack: Option<String> },
+    /// An `NLMSG_ERROR` with a non-zero error; `errno` is positive (90, not
+    /// -90); `extack` and `missing_attr` are the extended ack's
+    /// `NLMSGERR_ATTR_MSG` and `NLMSGERR_ATTR_MISS_TYPE`.
+    #[error("kernel replied {} (errno {errno}): {}", errno_name(*errno), kernel_detail(*errno, extack, *missing_attr))]
+    Kernel {
+        errno: i32,
+        extack: Option<String>,
+        missing_attr: Option<u16>,
+    },
+    /// The controller (nlctrl) answered ENOENT to `CTRL_CMD_GETFAMILY`.
+    #[error(
+        "generic netlink family {name} not found: is {} loaded?",
+        module_for_family(name)
+    )]
+    FamilyNotFound { name: String },
+    #[error("attribute type {ty} with a {len}-byte value does not fit (nla_len is a u16)")]
+    AttrTooLarge { ty: u16, len: usize },
+    #[error("the string has a NUL byte at offset {offset}: a NUL-terminated string attribute cannot carry it")]
+    NulInString { offset: usize },
+    /// A well-formed reply to our request that is not the answer we expect.
+    #[error("reply to seq {seq}: {reason}")]
+    BadReply { seq: u32, reason: String },
 }
 
 impl Error {
@@ -304,6 +362,13 @@ impl Error {
     }
 }
 
+fn module_for_family(name: &str) -> &'static str {
+    match name {
+        proto::GENL_FAMILY_NAME => "kmod-genl",
+        _ => "its module",
+    }
+}
+
 fn module_for_unit(unit: i32) -> &'static str {
     match unit {
         proto::RAW_UNIT => "kmod-raw",
@@ -312,14 +377,21 @@ fn module_for_unit(unit: i32) -> &'static str {
     }
 }
 
-/// The extack message if the kernel sent one, else strerror(errno).
-fn kernel_detail(errno: i32, extack: &Option<String>) -> String {
-    if let Some(text) = extack {
-        return text.clone();
+/// The extack message if the kernel sent one, else strerror(errno); then
+/// the missing attribute's type, if the kernel named one.
+fn kernel_detail(errno: i32, extack: &Option<String>, missing_attr: Option<u16>) -> String {
+    let mut text = match extack {
+        Some(text) => text.clone(),
+        None => {
+            let text = io::Error::from_raw_os_error(errno).to_string();
+            let suffix = format!(" (os error {errno})");
+            text.strip_suffix(&suffix).unwrap_or(&text).to_string()
+        }
+    };
+    if let Some(ty) = missing_attr {
+        text.push_str(&format!(" (missing attribute type {ty})"));
     }
-    let text = io::Error::from_raw_os_error(errno).to_string();
-    let suffix = format!(" (os error {errno})");
-    text.strip_suffix(&suffix).unwrap_or(&text).to_string()
+    text
 }
 
 /// The symbolic name of the errnos a netlink kernel module plausibly returns.
@@ -566,7 +638,7 @@ impl Socket {
             let n = recv_from_kernel(&self.fd, &mut self.buf, self.timeout)?;
             for msg in messages(&self.buf[..n]) {
                 let (hdr, body) = msg?;
-                match echo_event(seq, &hdr, body)? {
+                match reply_event(seq, proto::ECHO_MSG_TYPE, &hdr, body)? {
                     EchoEvent::Reply(data) => reply = Some(data.to_vec()),
                     EchoEvent::Ack => acked = true,
                     EchoEvent::Ignore => {}
@@ -577,7 +649,7 @@ impl Socket {
     }
 }
 
-/// What one received message means to the echo request `seq`.
+/// What one received message means to the request `seq`.
 #[derive(Debug, PartialEq, Eq)]
 enum EchoEvent<'a> {
     Reply(&'a [u8]),
@@ -585,21 +657,37 @@ enum EchoEvent<'a> {
     Ignore,
 }
 
-/// Sort one received message: our reply, our ack, our error, or not ours.
-fn echo_event<'a>(seq: u32, hdr: &NlMsgHdr, body: &'a [u8]) -> Result<EchoEvent<'a>, Error> {
+/// Sort one received message: our reply (of type `reply_type`: the echo
+/// type for the raw units, the family id for generic netlink), our ack, our
+/// error, or not ours.
+fn reply_event<'a>(
+    seq: u32,
+    reply_type: u16,
+    hdr: &NlMsgHdr,
+    body: &'a [u8],
+) -> Result<EchoEvent<'a>, Error> {
     if hdr.nlmsg_seq != seq {
         return Ok(EchoEvent::Ignore); // a stale reply to an earlier, timed-out request
     }
     match hdr.nlmsg_type {
         NLMSG_ERROR => match parse_error(hdr, body)? {
             NlMsgErr { error: 0, .. } => Ok(EchoEvent::Ack),
-            NlMsgErr { error, extack, .. } => {
+            NlMsgErr {
+                error,
+                extack,
+                missing_attr,
+                ..
+            } => {
                 let errno = error.saturating_neg(); // NLMSG_ERROR carries -errno
-                Err(Error::Kernel { errno, extack })
+                Err(Error::Kernel {
+                    errno,
+                    extack,
+                    missing_attr,
+                })
             }
         },
         NLMSG_NOOP | NLMSG_DONE | NLMSG_OVERRUN => Ok(EchoEvent::Ignore),
-        proto::ECHO_MSG_TYPE => Ok(EchoEvent::Reply(body)),
+        ty if ty == reply_type => Ok(EchoEvent::Reply(body)),
         ty => Err(Error::Unexpected { ty, seq }),
     }
 }

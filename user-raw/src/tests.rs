@@ -219,11 +219,90 @@ fn parse_error_rejects_malformed() {
     ));
 }
 
+/// A `NLMSGERR_ATTR_MISS_TYPE` TLV: a u32, as `netlink_ack()` puts it.
+fn miss_type_tlv(ty: u32) -> Vec<u8> {
+    let mut tlv = [8u16.to_ne_bytes(), NLMSGERR_ATTR_MISS_TYPE.to_ne_bytes()].concat();
+    tlv.extend_from_slice(&ty.to_ne_bytes());
+    tlv
+}
+
+#[test]
+fn parse_error_with_missing_attribute() {
+    let req = msg(0x10, NLM_F_REQUEST, 7, b"\x01\x01\0\0");
+    let mut tlvs = extack_tlv("missing attribute MSG");
+    tlvs.extend(miss_type_tlv(1));
+    for capped in [false, true] {
+        let (hdr, body) = error_msg(-libc::EINVAL, &req, capped, &tlvs);
+        let err = parse_error(&hdr, &body).expect("parses");
+        assert_eq!(err.error, -libc::EINVAL);
+        assert_eq!(err.extack.as_deref(), Some("missing attribute MSG"));
+        assert_eq!(err.missing_attr, Some(1), "capped {capped}");
+    }
+    // Only the missing type, no message.
+    let (hdr, body) = error_msg(-libc::EINVAL, &req, true, &miss_type_tlv(3));
+    let err = parse_error(&hdr, &body).expect("parses");
+    assert_eq!((err.extack, err.missing_attr), (None, Some(3)));
+    // A MISS_TYPE that is not a u32, or does not fit an nla_type.
+    let mut short = miss_type_tlv(1);
+    short.truncate(6);
+    short[0..2].copy_from_slice(&6u16.to_ne_bytes());
+    short.resize(8, 0);
+    let (hdr, body) = error_msg(-libc::EINVAL, &req, true, &short);
+    assert!(matches!(
+        parse_error(&hdr, &body),
+        Err(Error::Decode { .. })
+    ));
+    let (hdr, body) = error_msg(-libc::EINVAL, &req, true, &miss_type_tlv(0x1_0000));
+    assert!(matches!(
+        parse_error(&hdr, &body),
+        Err(Error::Decode { .. })
+    ));
+}
+
+#[test]
+fn kernel_error_display_with_missing_attribute() {
+    let e = Error::Kernel {
+        errno: libc::EINVAL,
+        extack: Some("missing attribute MSG".into()),
+        missing_attr: Some(1),
+    };
+    assert_eq!(
+        e.to_string(),
+        "kernel replied EINVAL (errno 22): missing attribute MSG (missing attribute type 1)"
+    );
+    let e = Error::Kernel {
+        errno: libc::EINVAL,
+        extack: None,
+        missing_attr: Some(1),
+    };
+    assert_eq!(
+        e.to_string(),
+        "kernel replied EINVAL (errno 22): Invalid argument (missing attribute type 1)"
+    );
+}
+
+#[test]
+fn family_not_found_names_the_module() {
+    let e = Error::FamilyNotFound {
+        name: proto::GENL_FAMILY_NAME.into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "generic netlink family my_genl not found: is kmod-genl loaded?"
+    );
+    let e = Error::FamilyNotFound { name: "x".into() };
+    assert_eq!(
+        e.to_string(),
+        "generic netlink family x not found: is its module loaded?"
+    );
+}
+
 #[test]
 fn kernel_error_display() {
     let e = Error::Kernel {
         errno: libc::EMSGSIZE,
         extack: Some("payload too long".into()),
+        missing_attr: None,
     };
     assert_eq!(
         e.to_string(),
@@ -232,6 +311,7 @@ fn kernel_error_display() {
     let e = Error::Kernel {
         errno: libc::EMSGSIZE,
         extack: None,
+        missing_attr: None,
     };
     assert_eq!(
         e.to_string(),
@@ -240,6 +320,7 @@ fn kernel_error_display() {
     let e = Error::Kernel {
         errno: 200,
         extack: None,
+        missing_attr: None,
     };
     assert!(e
         .to_string()
@@ -256,20 +337,20 @@ fn echo_events_match_the_sequence_number() {
         nlmsg_pid: 99,
     };
     assert_eq!(
-        echo_event(7, &reply, b"hello").ok(),
+        reply_event(7, 0x10, &reply, b"hello").ok(),
         Some(EchoEvent::Reply(&b"hello"[..]))
     );
     assert_eq!(
-        echo_event(8, &reply, b"hello").ok(),
+        reply_event(8, 0x10, &reply, b"hello").ok(),
         Some(EchoEvent::Ignore),
         "stale seq"
     );
     let req = msg(0x10, NLM_F_REQUEST | NLM_F_ACK, 7, b"hello");
     let (ack, body) = error_msg(0, &req, true, &[]);
-    assert_eq!(echo_event(7, &ack, &body).ok(), Some(EchoEvent::Ack));
+    assert_eq!(reply_event(7, 0x10, &ack, &body).ok(), Some(EchoEvent::Ack));
     let (err, body) = error_msg(-libc::EMSGSIZE, &req, false, &extack_tlv("too long"));
-    match echo_event(7, &err, &body) {
-        Err(Error::Kernel { errno, extack }) => {
+    match reply_event(7, 0x10, &err, &body) {
+        Err(Error::Kernel { errno, extack, .. }) => {
             assert_eq!((errno, extack.as_deref()), (90, Some("too long")))
         }
         other => panic!("expected a kernel error, got {other:?}"),
@@ -279,7 +360,7 @@ fn echo_events_match_the_sequence_number() {
         ..reply
     };
     assert!(matches!(
-        echo_event(7, &odd, b""),
+        reply_event(7, 0x10, &odd, b""),
         Err(Error::Unexpected { ty: 0x11, seq: 7 })
     ));
 }

@@ -36,6 +36,7 @@ const PACKAGES: &[&str] = &[
     "patch",
     "kmod",
     "iproute2",
+    "strace",
     "python3-venv",
 ];
 

@@ -7,11 +7,13 @@
 //!                                    run CMD in a VM with the modules inserted
 //! cargo xtask test                   host tests, then the VM integration tests
 //! cargo xtask demo                   every client against every module: a table
+//! cargo xtask bench [--quick]        criterion benches in the VM, with a summary
 //! ```
 //!
 //! Everything it needs (Debian packages, bindgen, virtme-ng) it installs
 //! itself; expensive outputs live in the cache (`~/.cache/netlink-rosetta`).
 
+mod bench;
 mod demo;
 mod deps;
 mod kernel;
@@ -60,6 +62,13 @@ enum Cmd {
     /// Run every client against every module in the VM, print a table and
     /// write target/rosetta/demo.json.
     Demo,
+    /// Run the criterion benches in the VM; write criterion's report to
+    /// target/criterion/ and a summary to target/rosetta/bench-summary.*.
+    Bench {
+        /// Short measurements: a few minutes in all, for smoke runs.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() {
@@ -105,5 +114,6 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
         }
         Cmd::Test => test::run_tests(),
         Cmd::Demo => demo::run_demo(),
+        Cmd::Bench { quick } => bench::run_bench(quick),
     }
 }

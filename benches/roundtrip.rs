@@ -1,0 +1,407 @@
+//! Round-trip benchmarks: every module × client, plus anchors.
+//!
+//! They need the kernel modules, so they run inside the VM:
+//!
+//! ```text
+//! $ cargo xtask bench            # full run, about 15 minutes
+//! $ cargo xtask bench --quick    # a few minutes
+//! ```
+//!
+//! which writes criterion's report to `target/criterion/` and a summary to
+//! `target/rosetta/bench-summary.{json,md,svg}`. A group whose module is not
+//! loaded is skipped with a message on stderr, never silently.
+//!
+//! Groups: `raw`, `kthread`, `genl` (one per module) and `anchor`. Benchmark
+//! ids are `<client>/<mode>/<payload bytes>`, e.g. `raw/single/16`: modes are
+//! `single` (one request at a time), `pipelined-8` and `pipelined-64` (N
+//! requests in flight before reading) and `batched-N` (N requests in one
+//! datagram). Throughput is counted in round trips.
+//!
+//! With `ROSETTA_PROBE=<group>/<client>/<mode>/<bytes>:<count>` the binary
+//! runs that benchmark's loop `count` times without criterion and exits:
+//! `cargo xtask bench` runs it under `strace -c` to count syscalls per round
+//! trip. `ROSETTA_PROBE=list` prints every id.
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use user_raw::genl::GenlMsgHdr;
+use user_raw::{messages, Socket, NLM_F_REQUEST, RECV_BUF_LEN};
+
+const SIZES: [usize; 3] = [16, 1024, 16384];
+
+/// A payload of `n` bytes: letters only, so that it is also a valid MSG
+/// string for the generic netlink family.
+fn payload(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// One benchmark: an id and a closure doing `per_iter` round trips.
+struct Case {
+    group: &'static str,
+    client: &'static str,
+    mode: String,
+    bytes: usize,
+    per_iter: u64,
+    run: Box<dyn FnMut()>,
+}
+
+impl Case {
+    fn id(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.group, self.client, self.mode, self.bytes
+        )
+    }
+}
+
+fn check<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// The raw-libc client on a raw unit: one, N in flight, or N in a datagram.
+fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
+    if let Err(e) = Socket::connect(unit) {
+        eprintln!("SKIPPED group {group}: {e}");
+        return;
+    }
+    for bytes in SIZES {
+        let mut sock = check("connect", Socket::connect(unit));
+        let data = payload(bytes);
+        cases.push(Case {
+            group,
+            client: "raw",
+            mode: "single".into(),
+            bytes,
+            per_iter: 1,
+            run: Box::new(move || {
+                black_box(check("echo", sock.echo(&data)));
+            }),
+        });
+    }
+    for n in [8usize, 64] {
+        let mut sock = check("connect", Socket::connect(unit));
+        let data = payload(16);
+        let mut buf = vec![0; RECV_BUF_LEN];
+        cases.push(Case {
+            group,
+            client: "raw",
+            mode: format!("pipelined-{n}"),
+            bytes: 16,
+            per_iter: n as u64,
+            run: Box::new(move || {
+                for _ in 0..n {
+                    check("send", sock.send(proto::ECHO_MSG_TYPE, 0, &data));
+                }
+                recv_replies(&mut sock, &mut buf, n);
+            }),
+        });
+    }
+    let n = 64;
+    let mut sock = check("connect", Socket::connect(unit));
+    let data = payload(16);
+    let mut buf = vec![0; RECV_BUF_LEN];
+    cases.push(Case {
+        group,
+        client: "raw",
+        mode: format!("batched-{n}"),
+        bytes: 16,
+        per_iter: n as u64,
+        run: Box::new(move || {
+            let requests: Vec<(u16, u16, &[u8])> = (0..n)
+                .map(|_| (proto::ECHO_MSG_TYPE, 0, &data[..]))
+                .collect();
+            check("send_batch", sock.send_batch(&requests));
+            recv_replies(&mut sock, &mut buf, n);
+        }),
+    });
+}
+
+/// Receives `n` reply messages, whatever datagrams they come in.
+fn recv_replies(sock: &mut Socket, buf: &mut [u8], n: usize) {
+    let mut got = 0;
+    while got < n {
+        let len = check("recv", sock.recv(buf));
+        for msg in messages(&buf[..len]) {
+            let (hdr, _) = check("reply", msg);
+            assert_eq!(hdr.nlmsg_type, proto::ECHO_MSG_TYPE, "an echo reply");
+            got += 1;
+        }
+    }
+}
+
+/// The raw-libc client on the generic netlink family.
+fn genl_cases(cases: &mut Vec<Case>) {
+    let family =
+        match Socket::connect_genl().and_then(|mut s| s.resolve_family(proto::GENL_FAMILY_NAME)) {
+            Ok(family) => family.id,
+            Err(e) => {
+                eprintln!("SKIPPED group genl: {e}");
+                return;
+            }
+        };
+    for bytes in SIZES {
+        let mut sock = check("connect", Socket::connect_genl());
+        let data = payload(bytes);
+        cases.push(Case {
+            group: "genl",
+            client: "raw",
+            mode: "single".into(),
+            bytes,
+            per_iter: 1,
+            run: Box::new(move || {
+                black_box(check("genl echo", sock.genl_echo(family, &data)));
+            }),
+        });
+    }
+    let hdr = GenlMsgHdr::new(proto::GENL_CMD_ECHO, proto::GENL_FAMILY_VERSION);
+    let mut attrs = Vec::new();
+    check(
+        "attr",
+        user_raw::put_attr(&mut attrs, proto::GENL_ATTR_MSG, b"abcdefghijklmno\0"),
+    );
+    for n in [8usize, 64] {
+        let mut sock = check("connect", Socket::connect_genl());
+        let attrs = attrs.clone();
+        cases.push(Case {
+            group: "genl",
+            client: "raw",
+            mode: format!("pipelined-{n}"),
+            bytes: 16,
+            per_iter: n as u64,
+            run: Box::new(move || {
+                let seqs: Vec<u32> = (0..n)
+                    .map(|_| check("send", sock.genl_send(family, 0, hdr, &attrs)))
+                    .collect();
+                for seq in seqs {
+                    check("recv", sock.genl_recv(family, seq, false));
+                }
+            }),
+        });
+    }
+}
+
+/// The anchors: what any round trip costs at least, and the kernel's own C
+/// generic netlink answers.
+fn anchor_cases(cases: &mut Vec<Case>) {
+    for bytes in SIZES {
+        let (a, b) = socketpair();
+        let data = payload(bytes);
+        let mut buf = vec![0u8; bytes.max(1)];
+        cases.push(Case {
+            group: "anchor",
+            client: "unix-floor",
+            mode: "single".into(),
+            bytes,
+            per_iter: 1,
+            run: Box::new(move || {
+                send(&a, &data);
+                recv(&b, &mut buf);
+            }),
+        });
+    }
+    for bytes in SIZES {
+        let (a, child) = ping_pong_child(bytes);
+        let data = payload(bytes);
+        let mut buf = vec![0u8; bytes.max(1)];
+        cases.push(Case {
+            group: "anchor",
+            client: "unix-pingpong",
+            mode: "single".into(),
+            bytes,
+            per_iter: 1,
+            run: Box::new(move || {
+                let _keep = &child;
+                send(&a, &data);
+                recv(&a, &mut buf);
+            }),
+        });
+    }
+    // nlctrl answering CTRL_CMD_GETFAMILY for itself.
+    let mut sock = check("connect", Socket::connect_genl());
+    let mut attrs = Vec::new();
+    check(
+        "attr",
+        user_raw::put_attr(
+            &mut attrs,
+            user_raw::genl::CTRL_ATTR_FAMILY_NAME,
+            b"nlctrl\0",
+        ),
+    );
+    let mut request = Vec::new();
+    let hdr = GenlMsgHdr::new(
+        user_raw::genl::CTRL_CMD_GETFAMILY,
+        user_raw::genl::CTRL_VERSION,
+    );
+    check(
+        "encode",
+        user_raw::genl::encode_genl(
+            &mut request,
+            user_raw::genl::GENL_ID_CTRL,
+            NLM_F_REQUEST,
+            1,
+            hdr,
+            &attrs,
+        ),
+    );
+    let mut buf = vec![0; RECV_BUF_LEN];
+    cases.push(Case {
+        group: "anchor",
+        client: "nlctrl",
+        mode: "single".into(),
+        bytes: request.len(),
+        per_iter: 1,
+        run: Box::new(move || {
+            check("send", sock.send_datagram(&request));
+            black_box(check("recv", sock.recv(&mut buf)));
+        }),
+    });
+    // A family id that does not exist: the core answers -ENOENT.
+    let mut sock = check("connect", Socket::connect_genl());
+    let mut request = Vec::new();
+    check(
+        "encode",
+        user_raw::genl::encode_genl(
+            &mut request,
+            u16::MAX,
+            NLM_F_REQUEST,
+            1,
+            GenlMsgHdr::new(1, 1),
+            &[],
+        ),
+    );
+    let mut buf = vec![0; RECV_BUF_LEN];
+    cases.push(Case {
+        group: "anchor",
+        client: "genl-unknown",
+        mode: "single".into(),
+        bytes: request.len(),
+        per_iter: 1,
+        run: Box::new(move || {
+            check("send", sock.send_datagram(&request));
+            black_box(check("recv", sock.recv(&mut buf)));
+        }),
+    });
+}
+
+fn socketpair() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
+    // SAFETY: Both descriptors are fresh and owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+fn send(fd: &OwnedFd, data: &[u8]) {
+    // SAFETY: `data` is valid for reads of its length.
+    let n = unsafe { libc::send(fd.as_raw_fd(), data.as_ptr().cast(), data.len(), 0) };
+    assert_eq!(
+        n,
+        data.len() as isize,
+        "send: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+fn recv(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    // SAFETY: `buf` is valid for writes of its length.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert!(n >= 0, "recv: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
+/// A child process that echoes every datagram on its end of a socketpair
+/// until it gets an empty one; returns our end and a guard that stops and
+/// reaps it.
+fn ping_pong_child(bytes: usize) -> (OwnedFd, Child) {
+    let (a, b) = socketpair();
+    // SAFETY: The child only uses async-signal-safe calls (recv, send,
+    // _exit) on memory it owns.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        drop(a);
+        let mut buf = vec![0u8; bytes.max(1)];
+        loop {
+            let n = recv(&b, &mut buf);
+            if n == 0 {
+                // SAFETY: Ends the child without running the parent's
+                // destructors.
+                unsafe { libc::_exit(0) };
+            }
+            send(&b, &buf[..n]);
+        }
+    }
+    drop(b);
+    let stop = a.try_clone().expect("dup");
+    (a, Child { pid, stop })
+}
+
+struct Child {
+    pid: libc::pid_t,
+    stop: OwnedFd,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        send(&self.stop, &[]);
+        // SAFETY: Reaps our own child.
+        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+    }
+}
+
+fn all_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    raw_cases("raw", proto::RAW_UNIT, &mut cases);
+    raw_cases("kthread", proto::KTHREAD_UNIT, &mut cases);
+    genl_cases(&mut cases);
+    anchor_cases(&mut cases);
+    cases
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("ROSETTA_PROBE") {
+        probe(&spec);
+        return;
+    }
+    let mut criterion = Criterion::default().configure_from_args();
+    let mut cases = all_cases();
+    for group_name in ["raw", "kthread", "genl", "anchor"] {
+        let mut group = criterion.benchmark_group(group_name);
+        for case in cases.iter_mut().filter(|c| c.group == group_name) {
+            group.throughput(Throughput::Elements(case.per_iter));
+            let id = BenchmarkId::new(format!("{}/{}", case.client, case.mode), case.bytes);
+            group.bench_function(id, |b| b.iter(&mut case.run));
+        }
+        group.finish();
+    }
+    criterion.final_summary();
+}
+
+/// `ROSETTA_PROBE=list` or `<id>:<count>`: see the crate docs.
+fn probe(spec: &str) {
+    let mut cases = all_cases();
+    if spec == "list" {
+        for case in &cases {
+            println!("{} {}", case.id(), case.per_iter);
+        }
+        return;
+    }
+    let (id, count) = spec.rsplit_once(':').expect("ROSETTA_PROBE=<id>:<count>");
+    let count: u64 = count.parse().expect("a count");
+    let case = cases
+        .iter_mut()
+        .find(|c| c.id() == id)
+        .unwrap_or_else(|| panic!("no benchmark {id}"));
+    for _ in 0..count.div_ceil(case.per_iter) {
+        (case.run)();
+    }
+}

@@ -1,0 +1,398 @@
+//! Generic netlink by hand: `struct genlmsghdr`, the controller (nlctrl)
+//! and the echo of `kmod-genl`.
+//!
+//! Generic netlink multiplexes many *families* over one netlink unit,
+//! `NETLINK_GENERIC` (16). A request is an ordinary netlink message whose
+//! `nlmsg_type` is the family's id, followed by a `genlmsghdr` and the
+//! command's attributes ([`crate::attr`]). The kernel assigns the id when the
+//! module registers the family, so a client first asks the controller,
+//! family `nlctrl` with the fixed id `GENL_ID_CTRL` (0x10), with
+//! `CTRL_CMD_GETFAMILY` and the name ([`Socket::resolve_family`]).
+//!
+//! The ECHO request for `"hi"`, byte by byte (host byte order; this is what
+//! [`Socket::genl_echo`] sends, checked by a unit test):
+//!
+//! ```text
+//! offset  bytes        field
+//!      0  28 00 00 00  nlmsghdr.nlmsg_len   = 16 + 4 + 8 (attribute padding included)
+//!      4  id id        nlmsghdr.nlmsg_type  = the family id, e.g. 0x0016
+//!      6  01 00        nlmsghdr.nlmsg_flags = NLM_F_REQUEST
+//!      8  seq          nlmsghdr.nlmsg_seq
+//!     12  00 00 00 00  nlmsghdr.nlmsg_pid   = 0, the kernel fills it in
+//!     16  01           genlmsghdr.cmd       = ECHO (1)
+//!     17  01           genlmsghdr.version   = 1
+//!     18  00 00        genlmsghdr.reserved  = 0
+//!     20  07 00        nlattr.nla_len       = 4 + 3 ("hi" and its NUL, unpadded)
+//!     22  01 00        nlattr.nla_type      = MSG (1)
+//!     24  68 69 00     'h' 'i' NUL
+//!     27  00           padding to NLA_ALIGN(7) = 8
+//! ```
+//!
+//! The reply has the same shape: `nlmsg_type` the family id, `nlmsg_seq`
+//! ours, `nlmsg_pid` our portid, `cmd` ECHO and the same MSG. An error is
+//! an `NLMSG_ERROR` as for the raw units, now often with extended-ack
+//! details from the generic netlink core's policy checks.
+
+use crate::attr::{attrs, find_attr, nla_align, put_nul_string, Attr, Attrs, NLA_HDRLEN};
+use crate::{
+    messages, recv_from_kernel, reply_event, EchoEvent, Error, NlMsgHdr, Socket, NLM_F_ACK,
+    NLM_F_REQUEST,
+};
+
+/// `GENL_HDRLEN`: the aligned size of `struct genlmsghdr`, 4 bytes.
+pub const GENL_HDRLEN: usize = 4;
+
+/// The controller's fixed family id (`GENL_ID_CTRL` = `NLMSG_MIN_TYPE`).
+pub const GENL_ID_CTRL: u16 = libc::GENL_ID_CTRL as u16;
+
+/// Controller commands: the reply to GETFAMILY is a NEWFAMILY message.
+pub const CTRL_CMD_NEWFAMILY: u8 = libc::CTRL_CMD_NEWFAMILY as u8;
+pub const CTRL_CMD_GETFAMILY: u8 = libc::CTRL_CMD_GETFAMILY as u8;
+
+/// The `version` we put in controller requests (libnl's `genl_ctrl_resolve`
+/// sends 1; the controller does not check it).
+pub const CTRL_VERSION: u8 = 1;
+
+/// Controller attributes (`enum CTRL_ATTR_*`, linux/genetlink.h).
+pub const CTRL_ATTR_FAMILY_ID: u16 = libc::CTRL_ATTR_FAMILY_ID as u16; // u16
+pub const CTRL_ATTR_FAMILY_NAME: u16 = libc::CTRL_ATTR_FAMILY_NAME as u16; // NUL string
+pub const CTRL_ATTR_VERSION: u16 = libc::CTRL_ATTR_VERSION as u16; // u32
+pub const CTRL_ATTR_HDRSIZE: u16 = libc::CTRL_ATTR_HDRSIZE as u16; // u32
+pub const CTRL_ATTR_MAXATTR: u16 = libc::CTRL_ATTR_MAXATTR as u16; // u32
+pub const CTRL_ATTR_OPS: u16 = libc::CTRL_ATTR_OPS as u16; // nested, see below
+
+/// Inside `CTRL_ATTR_OPS`: one nested attribute per command (types 1, 2,
+/// ... are just indexes), each holding these two.
+pub const CTRL_ATTR_OP_ID: u16 = libc::CTRL_ATTR_OP_ID as u16; // u32
+pub const CTRL_ATTR_OP_FLAGS: u16 = libc::CTRL_ATTR_OP_FLAGS as u16; // u32
+
+/// `struct genlmsghdr`, field for field: it follows the `nlmsghdr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenlMsgHdr {
+    /// The family's command number.
+    pub cmd: u8,
+    /// The family's interface version.
+    pub version: u8,
+    /// Always 0.
+    pub reserved: u16,
+}
+
+impl GenlMsgHdr {
+    /// A header for `cmd` of interface `version`, `reserved` 0.
+    pub fn new(cmd: u8, version: u8) -> GenlMsgHdr {
+        GenlMsgHdr {
+            cmd,
+            version,
+            reserved: 0,
+        }
+    }
+
+    /// Serialise: cmd, version, then `reserved` in host byte order.
+    pub fn to_bytes(&self) -> [u8; GENL_HDRLEN] {
+        let [r0, r1] = self.reserved.to_ne_bytes();
+        [self.cmd, self.version, r0, r1]
+    }
+
+    /// Parse the first 4 bytes of `b`, or `None` if `b` is shorter.
+    pub fn from_bytes(b: &[u8]) -> Option<GenlMsgHdr> {
+        Some(GenlMsgHdr {
+            cmd: *b.first()?,
+            version: *b.get(1)?,
+            reserved: crate::ne_u16(b, 2)?,
+        })
+    }
+}
+
+/// A generic netlink message as received: headers and raw attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenlMsg {
+    pub nlmsg: NlMsgHdr,
+    pub genl: GenlMsgHdr,
+    /// The attributes after the `genlmsghdr`, as received: walk them with
+    /// [`GenlMsg::attrs`].
+    pub attrs: Vec<u8>,
+}
+
+impl GenlMsg {
+    /// Split a netlink message's payload into `genlmsghdr` and attributes.
+    pub fn parse(nlmsg: NlMsgHdr, payload: &[u8]) -> Result<GenlMsg, Error> {
+        let genl = GenlMsgHdr::from_bytes(payload).ok_or(Error::Decode {
+            offset: 0,
+            reason: "generic netlink message shorter than struct genlmsghdr",
+        })?;
+        Ok(GenlMsg {
+            nlmsg,
+            genl,
+            attrs: payload[GENL_HDRLEN..].to_vec(),
+        })
+    }
+
+    /// Walk the attributes, every length checked.
+    pub fn attrs(&self) -> Attrs<'_> {
+        attrs(&self.attrs)
+    }
+}
+
+/// A generic netlink family, as the controller describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    /// `CTRL_ATTR_FAMILY_ID`: the `nlmsg_type` of its messages.
+    pub id: u16,
+    /// `CTRL_ATTR_FAMILY_NAME`.
+    pub name: String,
+    /// `CTRL_ATTR_VERSION`.
+    pub version: u32,
+    /// `CTRL_ATTR_HDRSIZE`: bytes of family header after the `genlmsghdr`.
+    pub hdrsize: u32,
+    /// `CTRL_ATTR_MAXATTR`: its highest attribute type.
+    pub maxattr: u32,
+    /// `CTRL_ATTR_OPS`: its commands.
+    pub ops: Vec<Op>,
+}
+
+/// One command of a family (`CTRL_ATTR_OP_ID`, `CTRL_ATTR_OP_FLAGS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+    pub id: u32,
+    /// `GENL_ADMIN_PERM`, `GENL_CMD_CAP_DO`, ... (linux/genetlink.h).
+    pub flags: u32,
+}
+
+impl Family {
+    /// Parse the attributes of a `CTRL_CMD_NEWFAMILY` message. The id and
+    /// name are required; attributes we do not use (multicast groups,
+    /// policies) are length-checked and skipped.
+    pub fn parse(buf: &[u8]) -> Result<Family, Error> {
+        let (mut id, mut name) = (None, None);
+        let mut family = Family {
+            id: 0,
+            name: String::new(),
+            version: 0,
+            hdrsize: 0,
+            maxattr: 0,
+            ops: Vec::new(),
+        };
+        for attr in attrs(buf) {
+            let attr = attr?;
+            match attr.ty {
+                CTRL_ATTR_FAMILY_ID => id = Some(attr.u16()?),
+                CTRL_ATTR_FAMILY_NAME => {
+                    name = Some(String::from_utf8_lossy(attr.nul_string()?).into_owned())
+                }
+                CTRL_ATTR_VERSION => family.version = attr.u32()?,
+                CTRL_ATTR_HDRSIZE => family.hdrsize = attr.u32()?,
+                CTRL_ATTR_MAXATTR => family.maxattr = attr.u32()?,
+                CTRL_ATTR_OPS => family.ops = parse_ops(attr)?,
+                _ => {}
+            }
+        }
+        let missing = |reason| Error::Decode { offset: 0, reason };
+        family.id = id.ok_or_else(|| missing("family without CTRL_ATTR_FAMILY_ID"))?;
+        family.name = name.ok_or_else(|| missing("family without CTRL_ATTR_FAMILY_NAME"))?;
+        Ok(family)
+    }
+
+    /// Whether the family has command `cmd`.
+    pub fn has_op(&self, cmd: u8) -> bool {
+        self.ops.iter().any(|op| op.id == u32::from(cmd))
+    }
+}
+
+/// `CTRL_ATTR_OPS`: nested attributes 1..n, each nesting OP_ID and OP_FLAGS.
+fn parse_ops(ops: Attr<'_>) -> Result<Vec<Op>, Error> {
+    let mut out = Vec::new();
+    for op in ops.nested() {
+        let (mut id, mut flags) = (None, 0);
+        let op = op?;
+        for field in op.nested() {
+            let field = field?;
+            match field.ty {
+                CTRL_ATTR_OP_ID => id = Some(field.u32()?),
+                CTRL_ATTR_OP_FLAGS => flags = field.u32()?,
+                _ => {}
+            }
+        }
+        let id = id.ok_or(Error::Decode {
+            offset: op.offset,
+            reason: "CTRL_ATTR_OPS entry without CTRL_ATTR_OP_ID",
+        })?;
+        out.push(Op { id, flags });
+    }
+    Ok(out)
+}
+
+/// Append one generic netlink request to `buf`: `nlmsghdr` (type `family`),
+/// `genlmsghdr`, then `attrs`, already encoded (with [`crate::put_attr`] or
+/// by hand). `nlmsg_len` covers the attributes' padding, as the kernel's
+/// `nlmsg_end()` does.
+pub fn encode_genl(
+    buf: &mut Vec<u8>,
+    family: u16,
+    flags: u16,
+    seq: u32,
+    genl: GenlMsgHdr,
+    attrs: &[u8],
+) -> Result<(), Error> {
+    let mut payload = Vec::with_capacity(GENL_HDRLEN + attrs.len());
+    payload.extend_from_slice(&genl.to_bytes());
+    payload.extend_from_slice(attrs);
+    crate::encode(buf, family, flags, seq, &payload)
+}
+
+/// The string of an ECHO reply: command ECHO with a MSG attribute.
+fn echo_reply_string(seq: u32, reply: &GenlMsg) -> Result<Vec<u8>, Error> {
+    let bad = |reason: String| Error::BadReply { seq, reason };
+    if reply.genl.cmd != proto::GENL_CMD_ECHO {
+        return Err(bad(format!(
+            "generic netlink command {}, expected ECHO ({})",
+            reply.genl.cmd,
+            proto::GENL_CMD_ECHO
+        )));
+    }
+    match find_attr(&reply.attrs, proto::GENL_ATTR_MSG)? {
+        Some(msg) => Ok(msg.nul_string()?.to_vec()),
+        None => Err(bad("ECHO reply without a MSG attribute".into())),
+    }
+}
+
+impl Socket {
+    /// Open a socket on `NETLINK_GENERIC`, the unit of every generic
+    /// netlink family.
+    pub fn connect_genl() -> Result<Socket, Error> {
+        Socket::connect(libc::NETLINK_GENERIC)
+    }
+
+    /// Send one generic netlink request to `family` (an id); returns its
+    /// sequence number. `attrs` go as they are: well-formed from
+    /// [`crate::put_attr`], or anything a test wants to try.
+    /// `NLM_F_REQUEST` is always added to `flags`.
+    pub fn genl_send(
+        &mut self,
+        family: u16,
+        flags: u16,
+        genl: GenlMsgHdr,
+        attrs: &[u8],
+    ) -> Result<u32, Error> {
+        let mut datagram = Vec::with_capacity(crate::NLMSG_HDRLEN + GENL_HDRLEN + attrs.len());
+        let seq = self.next_seq();
+        encode_genl(
+            &mut datagram,
+            family,
+            flags | NLM_F_REQUEST,
+            seq,
+            genl,
+            attrs,
+        )?;
+        self.send_datagram(&datagram)?;
+        Ok(seq)
+    }
+
+    /// Wait for the reply to request `seq` from `family` and, with `ack`,
+    /// the ack after it. An `NLMSG_ERROR` with an error is
+    /// [`Error::Kernel`].
+    ///
+    /// A generic netlink `doit` handler sends its reply before it returns,
+    /// and the core acks after that: an ack that comes first means no reply
+    /// is coming, which is an [`Error::BadReply`] rather than a timeout.
+    pub fn genl_recv(&mut self, family: u16, seq: u32, ack: bool) -> Result<GenlMsg, Error> {
+        let (mut reply, mut acked) = (None, false);
+        while reply.is_none() || (ack && !acked) {
+            let n = recv_from_kernel(&self.fd, &mut self.buf, self.timeout)?;
+            for msg in messages(&self.buf[..n]) {
+                let (hdr, body) = msg?;
+                match reply_event(seq, family, &hdr, body)? {
+                    EchoEvent::Reply(body) => reply = Some(GenlMsg::parse(hdr, body)?),
+                    EchoEvent::Ack if reply.is_none() => {
+                        return Err(Error::BadReply {
+                            seq,
+                            reason: "acked without a reply".into(),
+                        })
+                    }
+                    EchoEvent::Ack => acked = true,
+                    EchoEvent::Ignore => {}
+                }
+            }
+        }
+        reply.ok_or(Error::BadReply {
+            seq,
+            reason: "no reply".into(),
+        })
+    }
+
+    /// [`Socket::genl_send`], then [`Socket::genl_recv`] (waiting for the ack
+    /// too if `flags` has `NLM_F_ACK`).
+    pub fn genl_request(
+        &mut self,
+        family: u16,
+        flags: u16,
+        genl: GenlMsgHdr,
+        attrs: &[u8],
+    ) -> Result<GenlMsg, Error> {
+        let seq = self.genl_send(family, flags, genl, attrs)?;
+        self.genl_recv(family, seq, flags & NLM_F_ACK != 0)
+    }
+
+    /// Ask the controller for the family called `name`:
+    /// `CTRL_CMD_GETFAMILY` to `GENL_ID_CTRL` with `CTRL_ATTR_FAMILY_NAME`.
+    /// The controller's ENOENT becomes [`Error::FamilyNotFound`].
+    pub fn resolve_family(&mut self, name: &str) -> Result<Family, Error> {
+        let mut attrs = Vec::with_capacity(nla_align(NLA_HDRLEN + name.len() + 1));
+        put_nul_string(&mut attrs, CTRL_ATTR_FAMILY_NAME, name.as_bytes())?;
+        let request = GenlMsgHdr::new(CTRL_CMD_GETFAMILY, CTRL_VERSION);
+        let reply = match self.genl_request(GENL_ID_CTRL, 0, request, &attrs) {
+            Err(Error::Kernel {
+                errno: libc::ENOENT,
+                ..
+            }) => {
+                return Err(Error::FamilyNotFound {
+                    name: name.to_string(),
+                })
+            }
+            reply => reply?,
+        };
+        let seq = reply.nlmsg.nlmsg_seq;
+        if reply.genl.cmd != CTRL_CMD_NEWFAMILY {
+            return Err(Error::BadReply {
+                seq,
+                reason: format!(
+                    "controller command {}, expected CTRL_CMD_NEWFAMILY ({CTRL_CMD_NEWFAMILY})",
+                    reply.genl.cmd
+                ),
+            });
+        }
+        let family = Family::parse(&reply.attrs)?;
+        if family.name != name {
+            return Err(Error::BadReply {
+                seq,
+                reason: format!("the controller described family {}", family.name),
+            });
+        }
+        Ok(family)
+    }
+
+    /// Echo `msg` through `kmod-genl` (family id `family`): ECHO with MSG,
+    /// a NUL-terminated string, so `msg` must not contain a NUL. Returns the
+    /// reply's MSG without its NUL.
+    pub fn genl_echo(&mut self, family: u16, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        self.genl_echo_inner(family, msg, false)
+    }
+
+    /// Like [`Socket::genl_echo`], but sets `NLM_F_ACK` and also waits for
+    /// the ack that follows the reply.
+    pub fn genl_echo_with_ack(&mut self, family: u16, msg: &[u8]) -> Result<Vec<u8>, Error> {
+        self.genl_echo_inner(family, msg, true)
+    }
+
+    fn genl_echo_inner(&mut self, family: u16, msg: &[u8], ack: bool) -> Result<Vec<u8>, Error> {
+        let mut attrs = Vec::with_capacity(nla_align(NLA_HDRLEN + msg.len() + 1));
+        put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, msg)?;
+        let flags = if ack { NLM_F_ACK } else { 0 };
+        let echo = GenlMsgHdr::new(proto::GENL_CMD_ECHO, proto::GENL_FAMILY_VERSION);
+        let seq = self.genl_send(family, flags, echo, &attrs)?;
+        let reply = self.genl_recv(family, seq, ack)?;
+        echo_reply_string(seq, &reply)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,391 @@
+//! `cargo xtask bench`: the criterion benches in the VM, syscall counts,
+//! and a summary.
+//!
+//! One VM boot (one guest CPU: under TCG a wakeup on another vCPU costs
+//! about 7× more and swings wildly) runs, in order:
+//! 1. the `roundtrip` bench binary under criterion, its output in the VM
+//!    run directory;
+//! 2. every benchmark's loop again without criterion, 1000 and 2000 round
+//!    trips under `strace -f -c`: the difference over 1000 is the syscalls
+//!    per round trip, set-up excluded.
+//!
+//! Then the host turns criterion's estimates into
+//! `target/rosetta/bench-summary.json`, `.md` and `.svg`, and copies the
+//! HTML report to `target/criterion/`.
+
+use crate::util::{root, run, step};
+use crate::vm::{self, KMODS};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Round trips per syscall probe: the count is taken at both and subtracted.
+const PROBE_COUNTS: [u64; 2] = [1000, 2000];
+
+pub fn run_bench(quick: bool) -> Result<i32> {
+    let kernel = crate::kmod::build_modules()?;
+    step("compiling the benches (cargo bench --no-run)");
+    let exe = bench_binary()?;
+    let run_dir = root().join("target/rosetta/bench-run");
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(run_dir.join("strace"))?;
+    let criterion_args = if quick {
+        "--warm-up-time 0.3 --measurement-time 1 --sample-size 10"
+    } else {
+        "--warm-up-time 2 --measurement-time 5"
+    };
+    let d = run_dir.display();
+    let e = exe.display();
+    let script = format!(
+        "set -e\n\
+         CRITERION_HOME={d}/criterion {e} --bench {criterion_args}\n\
+         ROSETTA_PROBE=list {e} > {d}/probes.txt\n\
+         echo '==> counting syscalls per round trip (strace -f -c)'\n\
+         while read id per; do\n\
+           for n in {c1} {c2}; do\n\
+             strace -f -c -o \"{d}/strace/$(echo $id | tr / _)-$n.txt\" env ROSETTA_PROBE=$id:$n {e} 2>/dev/null\n\
+           done\n\
+         done < {d}/probes.txt\n",
+        c1 = PROBE_COUNTS[0],
+        c2 = PROBE_COUNTS[1],
+    );
+    step(format!(
+        "running the benches in the VM ({})",
+        if quick {
+            "quick: a few minutes"
+        } else {
+            "full: about 15 minutes"
+        }
+    ));
+    let rc = vm::run(&vm::VmRun {
+        kernel: &kernel,
+        modules: KMODS.iter().map(|m| m.0.to_string()).collect(),
+        cmd: vec!["sh".into(), "-c".into(), script],
+        timeout: Duration::from_secs(if quick { 900 } else { 2400 }),
+        cpus: 1,
+        rw_dirs: vec![run_dir.clone()],
+        env: Vec::new(),
+    })?;
+    if rc != 0 {
+        bail!("the benches failed in the VM (exit status {rc})");
+    }
+
+    let rows = summarize(&run_dir)?;
+    let out = root().join("target/rosetta");
+    let summary = json!({ "quick": quick, "guest_cpus": 1, "rows": rows });
+    std::fs::write(
+        out.join("bench-summary.json"),
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )?;
+    let table = markdown(&rows);
+    std::fs::write(out.join("bench-summary.md"), &table)?;
+    std::fs::write(out.join("bench-summary.svg"), svg(&rows))?;
+    let report = root().join("target/criterion");
+    let _ = std::fs::remove_dir_all(&report);
+    run(Command::new("cp")
+        .arg("-r")
+        .arg(run_dir.join("criterion"))
+        .arg(&report))?;
+    println!("{table}");
+    step(format!(
+        "wrote {0}/bench-summary.json, .md and .svg; criterion's report: {1}/report/index.html",
+        out.display(),
+        report.display()
+    ));
+    Ok(0)
+}
+
+/// The `roundtrip` bench executable.
+pub fn bench_binary() -> Result<PathBuf> {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args([
+            "bench",
+            "--no-run",
+            "--quiet",
+            "--bench",
+            "roundtrip",
+            "--message-format=json",
+        ])
+        .output()
+        .context("cannot run cargo bench --no-run")?;
+    if !out.status.success() {
+        bail!(
+            "compiling the benches failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo bench --no-run named no executable")
+}
+
+/// Syscalls counted by `strace -c` in one file: the calls of its total line.
+fn strace_calls(file: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let total = text.lines().find(|l| l.trim_end().ends_with("total"))?;
+    total.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// One row per criterion measurement.
+fn summarize(run_dir: &Path) -> Result<Vec<Value>> {
+    let probes = std::fs::read_to_string(run_dir.join("probes.txt")).context("no probe list")?;
+    let per_iter: BTreeMap<String, u64> = probes
+        .lines()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .and_then(|(id, n)| Some((id.to_string(), n.parse().ok()?)))
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for (id, per) in &per_iter {
+        let parts: Vec<&str> = id.split('/').collect();
+        let [group, client, mode, bytes] = parts[..] else {
+            continue;
+        };
+        let dir = run_dir
+            .join("criterion")
+            .join(group)
+            .join(format!("{client}_{mode}"))
+            .join(bytes)
+            .join("new/estimates.json");
+        let estimates: Value = serde_json::from_str(
+            &std::fs::read_to_string(&dir)
+                .with_context(|| format!("no estimates for {id} at {}", dir.display()))?,
+        )?;
+        let ns = estimates["mean"]["point_estimate"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            / *per as f64;
+        let lo = estimates["mean"]["confidence_interval"]["lower_bound"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            / *per as f64;
+        let hi = estimates["mean"]["confidence_interval"]["upper_bound"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            / *per as f64;
+        let safe = id.replace('/', "_");
+        let counts: Vec<Option<u64>> = PROBE_COUNTS
+            .iter()
+            .map(|n| strace_calls(&run_dir.join(format!("strace/{safe}-{n}.txt"))))
+            .collect();
+        let syscalls = match (counts[0], counts[1]) {
+            (Some(a), Some(b)) => {
+                json!((b as f64 - a as f64) / (PROBE_COUNTS[1] - PROBE_COUNTS[0]) as f64)
+            }
+            _ => Value::Null,
+        };
+        rows.push(json!({
+            "module": if group == "anchor" { "anchor" } else { group },
+            "client": client,
+            "mode": mode,
+            "payload_bytes": bytes.parse::<u64>().unwrap_or(0),
+            "us_per_rt": ns / 1000.0,
+            "us_per_rt_ci95": [lo / 1000.0, hi / 1000.0],
+            "rt_per_s": 1e9 / ns,
+            "syscalls_per_rt": syscalls,
+        }));
+    }
+    add_ratios(&mut rows);
+    Ok(rows)
+}
+
+fn us(rows: &[Value], module: &str, client: &str, mode: &str, bytes: u64) -> Option<f64> {
+    rows.iter()
+        .find(|r| {
+            r["module"] == module
+                && r["client"] == client
+                && r["mode"] == mode
+                && r["payload_bytes"] == bytes
+        })
+        .and_then(|r| r["us_per_rt"].as_f64())
+}
+
+/// Ratios of every row to the raw-libc client on the same module, mode and
+/// size, to the syscall floor of the same size, and to nlctrl.
+fn add_ratios(rows: &mut [Value]) {
+    let snapshot = rows.to_vec();
+    let nlctrl = snapshot
+        .iter()
+        .find(|r| r["client"] == "nlctrl")
+        .and_then(|r| r["us_per_rt"].as_f64());
+    for row in rows.iter_mut() {
+        let t = row["us_per_rt"].as_f64().unwrap_or(f64::NAN);
+        let (m, mode) = (
+            row["module"].as_str().unwrap_or(""),
+            row["mode"].as_str().unwrap_or(""),
+        );
+        let bytes = row["payload_bytes"].as_u64().unwrap_or(0);
+        let ratio = |base: Option<f64>| base.map_or(Value::Null, |b| json!(t / b));
+        row["ratio_to_raw_client"] =
+            ratio(us(&snapshot, m, "raw", mode, bytes).filter(|_| m != "anchor"));
+        row["ratio_to_floor"] = ratio(us(&snapshot, "anchor", "unix-floor", "single", bytes));
+        row["ratio_to_nlctrl"] = ratio(nlctrl);
+    }
+}
+
+fn fmt_ratio(v: &Value) -> String {
+    v.as_f64().map_or("–".into(), |r| format!("{r:.2}"))
+}
+
+fn markdown(rows: &[Value]) -> String {
+    let mut s = String::from(
+        "| module | client | mode | bytes | µs/rt (95% CI) | rt/s | syscalls/rt | × raw client | × floor | × nlctrl |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let ci = &r["us_per_rt_ci95"];
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.2} ({:.2}–{:.2}) | {:.0} | {} | {} | {} | {} |",
+            r["module"].as_str().unwrap_or(""),
+            r["client"].as_str().unwrap_or(""),
+            r["mode"].as_str().unwrap_or(""),
+            r["payload_bytes"],
+            r["us_per_rt"].as_f64().unwrap_or(f64::NAN),
+            ci[0].as_f64().unwrap_or(f64::NAN),
+            ci[1].as_f64().unwrap_or(f64::NAN),
+            r["rt_per_s"].as_f64().unwrap_or(f64::NAN),
+            r["syscalls_per_rt"]
+                .as_f64()
+                .map_or("–".into(), |v| format!("{v:.1}")),
+            fmt_ratio(&r["ratio_to_raw_client"]),
+            fmt_ratio(&r["ratio_to_floor"]),
+            fmt_ratio(&r["ratio_to_nlctrl"]),
+        );
+    }
+    s.push_str("\nTargets (16-byte payloads, ratios from this run):\n\n");
+    for (what, value, target, le) in targets(rows) {
+        let verdict = match value {
+            Some(v) if (le && v <= target) || (!le && v >= target) => "met",
+            Some(_) => "MISSED",
+            None => "not measured",
+        };
+        let _ = writeln!(
+            s,
+            "- {what}: {} (target {} {target}) — {verdict}",
+            value.map_or("–".into(), |v| format!("{v:.2}")),
+            if le { "≤" } else { "≥" }
+        );
+    }
+    s
+}
+
+/// (description, measured ratio, target, whether the target is an upper
+/// bound).
+fn targets(rows: &[Value]) -> Vec<(String, Option<f64>, f64, bool)> {
+    let t = |m: &str, c: &str, mode: &str| us(rows, m, c, mode, 16);
+    let div = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let anchor = |c: &str| {
+        rows.iter()
+            .find(|r| r["client"] == c)
+            .and_then(|r| r["us_per_rt"].as_f64())
+    };
+    let mut out = Vec::new();
+    for m in ["raw", "kthread", "genl"] {
+        out.push((
+            format!("libnl-style / raw client on {m}"),
+            div(t(m, "libnl-style", "single"), t(m, "raw", "single")),
+            1.10,
+            true,
+        ));
+        out.push((
+            format!("neli / raw client on {m}"),
+            div(t(m, "neli", "single"), t(m, "raw", "single")),
+            1.20,
+            true,
+        ));
+    }
+    out.push((
+        "kmod-raw echo / syscall floor".into(),
+        div(
+            t("raw", "raw", "single"),
+            t("anchor", "unix-floor", "single"),
+        ),
+        1.5,
+        true,
+    ));
+    out.push((
+        "genl echo / nlctrl GETFAMILY".into(),
+        div(t("genl", "raw", "single"), anchor("nlctrl")),
+        0.8,
+        true,
+    ));
+    out.push((
+        "genl echo / unknown-family answer".into(),
+        div(t("genl", "raw", "single"), anchor("genl-unknown")),
+        1.3,
+        true,
+    ));
+    out.push((
+        "kmod-kthread / kmod-raw, one at a time".into(),
+        div(t("kthread", "raw", "single"), t("raw", "raw", "single")),
+        2.6,
+        true,
+    ));
+    out.push((
+        "kmod-kthread pipelined-64 rate / its one-at-a-time rate".into(),
+        div(
+            t("kthread", "raw", "single"),
+            t("kthread", "raw", "pipelined-64"),
+        ),
+        1.5,
+        false,
+    ));
+    out.push((
+        "kmod-raw batched-64 rate / its one-at-a-time rate".into(),
+        div(t("raw", "raw", "single"), t("raw", "raw", "batched-64")),
+        3.0,
+        false,
+    ));
+    out
+}
+
+/// A horizontal bar chart of µs per round trip, one bar per row.
+fn svg(rows: &[Value]) -> String {
+    let (bar_h, label_w, plot_w) = (16.0, 330.0, 520.0);
+    let max = rows
+        .iter()
+        .filter_map(|r| r["us_per_rt"].as_f64())
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let height = 40.0 + bar_h * rows.len() as f64;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"monospace\" font-size=\"11\">\n\
+         <text x=\"4\" y=\"14\">µs per round trip (QEMU TCG, 1 guest CPU): compare ratios, not absolute times</text>\n",
+        label_w + plot_w + 80.0
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let y = 24.0 + bar_h * i as f64;
+        let v = r["us_per_rt"].as_f64().unwrap_or(0.0);
+        let w = plot_w * v / max;
+        let color = match r["module"].as_str() {
+            Some("raw") => "#4e79a7",
+            Some("kthread") => "#f28e2b",
+            Some("genl") => "#59a14f",
+            _ => "#9c9c9c",
+        };
+        let _ = writeln!(
+            s,
+            "<text x=\"4\" y=\"{ty}\">{}/{}/{}/{}</text>\
+             <rect x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"{bh}\" fill=\"{color}\"/>\
+             <text x=\"{tx:.1}\" y=\"{ty}\">{v:.2}</text>",
+            r["module"].as_str().unwrap_or(""),
+            r["client"].as_str().unwrap_or(""),
+            r["mode"].as_str().unwrap_or(""),
+            r["payload_bytes"],
+            ty = y + 12.0,
+            bh = bar_h - 3.0,
+            tx = label_w + w + 4.0,
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
