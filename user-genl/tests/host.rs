@@ -1,0 +1,183 @@
+//! Host tests against the host's real kernel. The project's units 31 and
+//! 25 and the family `my_genl` do not exist here (no modules), but
+//! NETLINK_GENERIC and its controller `nlctrl` do, unprivileged.
+//!
+//! Every test runs in both modes, and every wait is bounded: a request the
+//! kernel answers must come back well within its timeout.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use user_genl::{Error, GenlClient, Mode, RawClient};
+
+const MODES: [Mode; 2] = [Mode::Router, Mode::Socket];
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GENL_ID_CTRL`: the controller's fixed family id.
+const GENL_ID_CTRL: u16 = 0x10;
+
+/// `NLMSG_NOOP`: the kernel answers a control message only with NLM_F_ACK
+/// (`netlink_rcv_skb()`), so this one is never answered.
+const NLMSG_NOOP: u16 = 1;
+
+#[test]
+fn nlctrl_resolves_to_its_fixed_id() {
+    for mode in MODES {
+        let client = GenlClient::connect("nlctrl", mode, TIMEOUT)
+            .unwrap_or_else(|e| panic!("{mode:?}: resolving nlctrl: {e}"));
+        assert_eq!(client.family_id(), GENL_ID_CTRL, "{mode:?}");
+        assert_eq!(client.family(), "nlctrl");
+        assert_eq!(client.unit(), libc::NETLINK_GENERIC);
+        assert_ne!(client.portid(), 0);
+        assert_eq!(client.mode(), mode);
+        // The lookup was the first request: 0 for neli's router, 1 for us.
+        let first = if mode == Mode::Router { 0 } else { 1 };
+        assert_eq!(client.last_seq(), first, "{mode:?}");
+    }
+}
+
+#[test]
+fn missing_family_is_a_clear_error_without_waiting() {
+    for mode in MODES {
+        let start = Instant::now();
+        let err = GenlClient::connect(proto::GENL_FAMILY_NAME, mode, TIMEOUT)
+            .err()
+            .unwrap_or_else(|| {
+                panic!("{mode:?}: my_genl exists on this host: is kmod-genl loaded?")
+            });
+        assert!(
+            start.elapsed() < TIMEOUT / 2,
+            "{mode:?}: took {:?}",
+            start.elapsed()
+        );
+        assert!(
+            matches!(err, Error::FamilyNotFound { .. }),
+            "{mode:?}: {err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "generic netlink family my_genl not found: is kmod-genl loaded?"
+        );
+    }
+}
+
+#[test]
+fn missing_units_name_their_module() {
+    let cases = [
+        (
+            proto::RAW_UNIT,
+            "netlink unit 31 not available: is kmod-raw loaded?",
+        ),
+        (
+            proto::KTHREAD_UNIT,
+            "netlink unit 25 not available: is kmod-kthread loaded?",
+        ),
+        (30, "netlink unit 30 not available: is its module loaded?"),
+    ];
+    for mode in MODES {
+        for (unit, text) in cases {
+            match RawClient::connect(unit, mode, TIMEOUT) {
+                Err(e @ Error::UnitUnavailable { .. }) => assert_eq!(e.to_string(), text),
+                Err(e) => panic!("{mode:?}, unit {unit}: unexpected error {e}"),
+                Ok(_) => panic!("unit {unit} exists on this host: is a module loaded?"),
+            }
+        }
+    }
+}
+
+/// The controller rejects a family name longer than GENL_NAMSIZ - 1 by
+/// policy, with an extended ack. NlSocketHandle delivers its text;
+/// NlRouter loses it (`Nlmsgerr::to_typed()` drops `ext_ack`, neli 0.7.5).
+#[test]
+fn policy_errors_carry_the_extack_in_socket_mode_only() {
+    for mode in MODES {
+        let start = Instant::now();
+        let err = GenlClient::connect("a_family_name_longer_than_genl_namsiz", mode, TIMEOUT)
+            .err()
+            .unwrap_or_else(|| panic!("{mode:?}: an over-long name was accepted"));
+        assert!(start.elapsed() < TIMEOUT / 2, "{mode:?}");
+        let Error::Kernel { errno, extack } = err else {
+            panic!("{mode:?}: {err:?}");
+        };
+        assert_eq!(errno, libc::EINVAL, "{mode:?}");
+        match mode {
+            Mode::Socket => assert!(
+                extack.as_deref().is_some_and(|t| !t.is_empty()),
+                "no extack: {extack:?}"
+            ),
+            Mode::Router => assert_eq!(extack, None, "neli's router now keeps extacks"),
+        }
+    }
+}
+
+/// A message the kernel never answers times out in both modes. In router
+/// mode the timed-out request stays inside neli, so the client refuses
+/// further requests; a socket-mode client can go on.
+#[test]
+fn silence_is_a_timeout() {
+    let timeout = Duration::from_millis(200);
+    for mode in MODES {
+        let mut client =
+            RawClient::connect(libc::NETLINK_GENERIC, mode, timeout).expect("NETLINK_GENERIC");
+        let start = Instant::now();
+        let err = client
+            .request(NLMSG_NOOP, false, b"")
+            .expect_err("nothing answers NLMSG_NOOP");
+        let waited = start.elapsed();
+        assert!(matches!(err, Error::Timeout { .. }), "{mode:?}: {err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("no reply from the kernel within 200 ms"),
+            "{err}"
+        );
+        assert!(
+            waited >= timeout && waited < timeout * 5,
+            "{mode:?}: {waited:?}"
+        );
+        let next = client.request(NLMSG_NOOP, false, b"");
+        match mode {
+            Mode::Router => assert!(matches!(next, Err(Error::RouterStuck)), "{next:?}"),
+            Mode::Socket => assert!(matches!(next, Err(Error::Timeout { .. })), "{next:?}"),
+        }
+    }
+}
+
+/// With NLM_F_ACK the same message is answered by an ack alone: that is
+/// "no reply", reported at once rather than waited for.
+#[test]
+fn an_ack_without_reply_is_an_error() {
+    for mode in MODES {
+        let mut client =
+            RawClient::connect(libc::NETLINK_GENERIC, mode, TIMEOUT).expect("NETLINK_GENERIC");
+        let start = Instant::now();
+        let err = client
+            .request(NLMSG_NOOP, true, b"")
+            .expect_err("an ack is no reply");
+        assert!(start.elapsed() < TIMEOUT / 2, "{mode:?}");
+        assert!(matches!(err, Error::NoReply { .. }), "{mode:?}: {err:?}");
+    }
+}
+
+/// The hang, reproduced: without a timeout, router mode is neli's own
+/// blocking `NlRouterReceiverHandle::next()`, and an unanswered request
+/// blocks its caller for good. The blocked thread is left behind.
+#[test]
+fn router_without_timeout_waits_forever() {
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let result = RawClient::connect(libc::NETLINK_GENERIC, Mode::Router, Duration::ZERO)
+            .and_then(|mut client| client.request(NLMSG_NOOP, false, b""));
+        let _ = done.send(result.map(|_| ()));
+    });
+    match finished.recv_timeout(Duration::from_millis(500)) {
+        Err(mpsc::RecvTimeoutError::Timeout) => {} // still blocked inside neli
+        other => panic!("the router request returned: {other:?}"),
+    }
+}
+
+#[test]
+fn genl_client_refuses_bad_messages() {
+    let mut client = GenlClient::connect("nlctrl", Mode::Socket, TIMEOUT).expect("nlctrl");
+    assert!(matches!(client.echo("a\0b"), Err(Error::NulInMessage)));
+}
