@@ -25,6 +25,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 use user_raw::genl::GenlMsgHdr;
 use user_raw::{messages, Socket, NLM_F_REQUEST, RECV_BUF_LEN};
 
@@ -115,6 +116,134 @@ fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
             recv_replies(&mut sock, &mut buf, n);
         }),
     });
+}
+
+/// A client's one-at-a-time echo at every size: `connect` opens a fresh
+/// client and returns its echo; a module that is not loaded skips the client
+/// with a message.
+fn single_cases<F>(group: &'static str, client: &'static str, connect: F, cases: &mut Vec<Case>)
+where
+    F: Fn() -> Result<Box<dyn FnMut(&[u8])>, String>,
+{
+    for bytes in SIZES {
+        let mut echo = match connect() {
+            Ok(echo) => echo,
+            Err(e) => {
+                eprintln!("SKIPPED {group}/{client}: {e}");
+                return;
+            }
+        };
+        let data = payload(bytes);
+        cases.push(Case {
+            group,
+            client,
+            mode: "single".into(),
+            bytes,
+            per_iter: 1,
+            run: Box::new(move || echo(&data)),
+        });
+    }
+}
+
+/// The libnl-style client on a raw unit, without and with auto-ack (libnl's
+/// default: every request asks for an ack, which costs a second message).
+fn libnl_raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
+    for (client, auto_ack) in [("libnl-style", false), ("libnl-style-autoack", true)] {
+        single_cases(
+            group,
+            client,
+            || {
+                let mut sk = user_libnl_style::NlSock::connect(unit).map_err(|e| e.to_string())?;
+                if !auto_ack {
+                    sk.disable_auto_ack();
+                }
+                Ok(Box::new(move |data: &[u8]| {
+                    black_box(check(
+                        "libnl-style echo",
+                        user_libnl_style::echo_raw(&mut sk, data),
+                    ));
+                }))
+            },
+            cases,
+        );
+    }
+}
+
+/// The libnl-style client on the generic netlink family.
+fn libnl_genl_cases(cases: &mut Vec<Case>) {
+    for (client, auto_ack) in [("libnl-style", false), ("libnl-style-autoack", true)] {
+        single_cases(
+            "genl",
+            client,
+            || {
+                let family = user_libnl_style::NlSock::genl_connect()
+                    .and_then(|mut sk| sk.genl_ctrl_resolve(proto::GENL_FAMILY_NAME))
+                    .map_err(|e| e.to_string())?;
+                let mut sk = user_libnl_style::NlSock::genl_connect().map_err(|e| e.to_string())?;
+                if !auto_ack {
+                    sk.disable_auto_ack();
+                }
+                Ok(Box::new(move |data: &[u8]| {
+                    let text = std::str::from_utf8(data).expect("letters");
+                    black_box(check(
+                        "libnl-style genl echo",
+                        user_libnl_style::echo_genl(&mut sk, family, text),
+                    ));
+                }))
+            },
+            cases,
+        );
+    }
+}
+
+/// The neli client, through its router (neli's recommended API) and through
+/// its lower-level synchronous socket. The router runs as neli ships it:
+/// timeout zero turns off user-genl's hang guard, which would run every
+/// request on a helper thread of its own.
+const NELI_MODES: [(&str, user_genl::Mode, Duration); 2] = [
+    ("neli", user_genl::Mode::Router, Duration::ZERO),
+    (
+        "neli-socket",
+        user_genl::Mode::Socket,
+        Duration::from_secs(5),
+    ),
+];
+
+/// The neli client on a raw unit.
+fn neli_raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
+    for (client, mode, timeout) in NELI_MODES {
+        single_cases(
+            group,
+            client,
+            || {
+                let mut c = user_genl::RawClient::connect(unit, mode, timeout)
+                    .map_err(|e| e.to_string())?;
+                Ok(Box::new(move |data: &[u8]| {
+                    black_box(check("neli echo", c.echo(data)));
+                }))
+            },
+            cases,
+        );
+    }
+}
+
+/// The neli client on the generic netlink family.
+fn neli_genl_cases(cases: &mut Vec<Case>) {
+    for (client, mode, timeout) in NELI_MODES {
+        single_cases(
+            "genl",
+            client,
+            || {
+                let mut c = user_genl::GenlClient::connect(proto::GENL_FAMILY_NAME, mode, timeout)
+                    .map_err(|e| e.to_string())?;
+                Ok(Box::new(move |data: &[u8]| {
+                    let text = std::str::from_utf8(data).expect("letters");
+                    black_box(check("neli genl echo", c.echo(text)));
+                }))
+            },
+            cases,
+        );
+    }
 }
 
 /// Receives `n` reply messages, whatever datagrams they come in.
@@ -360,9 +489,14 @@ impl Drop for Child {
 
 fn all_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    raw_cases("raw", proto::RAW_UNIT, &mut cases);
-    raw_cases("kthread", proto::KTHREAD_UNIT, &mut cases);
+    for (group, unit) in [("raw", proto::RAW_UNIT), ("kthread", proto::KTHREAD_UNIT)] {
+        raw_cases(group, unit, &mut cases);
+        libnl_raw_cases(group, unit, &mut cases);
+        neli_raw_cases(group, unit, &mut cases);
+    }
     genl_cases(&mut cases);
+    libnl_genl_cases(&mut cases);
+    neli_genl_cases(&mut cases);
     anchor_cases(&mut cases);
     cases
 }

@@ -18,7 +18,7 @@
 //! ```text
 //! $ cargo xtask vm --modules genl -- genl ctrl get name my_genl
 //! Name: my_genl
-//!     ID: 0x16  Version: 0x1  header size: 0  max attribs: 1
+//!     ID: 0x19  Version: 0x1  header size: 0  max attribs: 1
 //!     commands supported:
 //!         #1:  ID-0x1
 //! ```

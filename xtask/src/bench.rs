@@ -33,10 +33,12 @@ pub fn run_bench(quick: bool) -> Result<i32> {
     let run_dir = root().join("target/rosetta/bench-run");
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(run_dir.join("strace"))?;
+    // Criterion's bootstrap is slow on an emulated CPU: fewer resamples
+    // keep the analysis in seconds; the quick mode also skips the plots.
     let criterion_args = if quick {
-        "--warm-up-time 0.3 --measurement-time 1 --sample-size 10"
+        "--warm-up-time 0.3 --measurement-time 1 --sample-size 10 --nresamples 2000 --noplot"
     } else {
-        "--warm-up-time 2 --measurement-time 5"
+        "--warm-up-time 1 --measurement-time 4 --nresamples 10000"
     };
     let d = run_dir.display();
     let e = exe.display();

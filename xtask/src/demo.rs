@@ -12,7 +12,11 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The client CLIs: name in the table, and binary.
-const CLIENTS: &[(&str, &str)] = &[("raw", "user-raw")];
+const CLIENTS: &[(&str, &str)] = &[
+    ("raw", "user-raw"),
+    ("libnl-style", "user-libnl-style"),
+    ("neli", "user-genl"),
+];
 
 /// Round trips per pair.
 const COUNT: u32 = 10_000;

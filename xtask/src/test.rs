@@ -6,7 +6,8 @@
 //! 2. The kernel and the modules are built, the integration test binaries
 //!    of the root package are compiled, and one VM boot runs all of them
 //!    with `--ignored --test-threads=1` (some tests unload and reload
-//!    modules, which must not overlap with the others), every module loaded.
+//!    modules, which must not overlap with the others), every module loaded,
+//!    then runs every benchmark once (criterion's `--test` mode).
 
 use crate::util::{root, run, step};
 use crate::vm::{self, KMODS};
@@ -54,11 +55,17 @@ pub fn run_tests() -> Result<i32> {
     if binaries.is_empty() {
         bail!("no integration test binaries found in the workspace");
     }
-    let script = binaries
+    let bench = crate::bench::bench_binary()?;
+    let mut script = binaries
         .iter()
         .map(|b| format!("echo '==> {b}' && {b} --ignored --test-threads=1", b = b))
         .collect::<Vec<_>>()
         .join(" && ");
+    // Every benchmark once (criterion's test mode), so that they never rot.
+    script += &format!(
+        " && echo '==> benches in test mode' && CRITERION_HOME=/tmp/criterion {} --test",
+        bench.display()
+    );
     step(format!(
         "VM integration tests: {} test binaries",
         binaries.len()
