@@ -96,8 +96,7 @@ fn test_binaries() -> Result<Vec<String>> {
             "test",
             "--no-run",
             "--quiet",
-            "--package",
-            "netlink-rosetta",
+            "--workspace",
             "--tests",
             "--message-format=json",
         ])
