@@ -103,28 +103,8 @@ pub fn run_bench(quick: bool) -> Result<i32> {
 
 /// The `roundtrip` bench executable.
 pub fn bench_binary() -> Result<PathBuf> {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args([
-            "bench",
-            "--no-run",
-            "--quiet",
-            "--bench",
-            "roundtrip",
-            "--message-format=json",
-        ])
-        .output()
-        .context("cannot run cargo bench --no-run")?;
-    if !out.status.success() {
-        bail!(
-            "compiling the benches failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+    crate::util::cargo_executables(&["bench", "--bench", "roundtrip"], "bench")?
+        .pop()
         .context("cargo bench --no-run named no executable")
 }
 

@@ -87,38 +87,8 @@ pub fn run_tests() -> Result<i32> {
 }
 
 /// The integration test executables of the workspace (`tests/*.rs` of every
-/// package; their VM tests are the ignored ones), via
-/// `cargo test --no-run --message-format=json`.
+/// package; their VM tests are the ignored ones).
 fn test_binaries() -> Result<Vec<String>> {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args([
-            "test",
-            "--no-run",
-            "--quiet",
-            "--workspace",
-            "--tests",
-            "--message-format=json",
-        ])
-        .output()
-        .context("cannot run cargo test --no-run")?;
-    if !out.status.success() {
-        bail!(
-            "compiling the tests failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut binaries = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let is_test = msg["target"]["kind"]
-            .as_array()
-            .is_some_and(|k| k.iter().any(|k| k == "test"));
-        if let (true, Some(exe)) = (is_test, msg["executable"].as_str()) {
-            binaries.push(exe.to_string());
-        }
-    }
-    Ok(binaries)
+    let exes = crate::util::cargo_executables(&["test", "--workspace", "--tests"], "test")?;
+    Ok(exes.iter().map(|e| e.display().to_string()).collect())
 }

@@ -219,3 +219,36 @@ pub fn lock() -> Result<std::fs::File> {
     }
     Ok(file)
 }
+
+/// Runs `cargo <args> --no-run --quiet --message-format=json` and returns the
+/// executables it built whose target kind is `kind` (`test`, `bench`).
+pub fn cargo_executables(args: &[&str], kind: &str) -> Result<Vec<PathBuf>> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root())
+        .args(args)
+        .args(["--no-run", "--quiet", "--message-format=json"]);
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", show(&cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed:\n{}",
+            show(&cmd),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut executables = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let kinds = msg["target"]["kind"].as_array();
+        if let (true, Some(exe)) = (
+            kinds.is_some_and(|k| k.iter().any(|k| k == kind)),
+            msg["executable"].as_str(),
+        ) {
+            executables.push(PathBuf::from(exe));
+        }
+    }
+    Ok(executables)
+}
