@@ -31,6 +31,9 @@ use user_raw::{messages, Socket, NLM_F_REQUEST, RECV_BUF_LEN};
 
 const SIZES: [usize; 3] = [16, 1024, 16384];
 
+/// The unit of the C reference module, `benches/c-reference/kmod_c_raw.c`.
+const C_REFERENCE_UNIT: i32 = 30;
+
 /// A payload of `n` bytes: letters only, so that it is also a valid MSG
 /// string for the generic netlink family.
 fn payload(n: usize) -> Vec<u8> {
@@ -346,6 +349,19 @@ fn anchor_cases(cases: &mut Vec<Case>) {
             }),
         });
     }
+    // kmod-raw's behaviour written in C (benches/c-reference), on unit 30:
+    // what the Rust abstraction costs, compared with plain C.
+    single_cases(
+        "anchor",
+        "c-module",
+        || {
+            let mut sock = Socket::connect(C_REFERENCE_UNIT).map_err(|e| e.to_string())?;
+            Ok(Box::new(move |data: &[u8]| {
+                black_box(check("echo", sock.echo(data)));
+            }))
+        },
+        cases,
+    );
     // nlctrl answering CTRL_CMD_GETFAMILY for itself.
     let mut sock = check("connect", Socket::connect_genl());
     let mut attrs = Vec::new();

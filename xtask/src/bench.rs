@@ -14,7 +14,7 @@
 //! HTML report to `target/criterion/`.
 
 use crate::util::{root, run, step};
-use crate::vm::{self, KMODS};
+use crate::vm;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -65,12 +65,13 @@ pub fn run_bench(quick: bool) -> Result<i32> {
     ));
     let rc = vm::run(&vm::VmRun {
         kernel: &kernel,
-        modules: KMODS.iter().map(|m| m.0.to_string()).collect(),
+        modules: vm::all_kmods().map(|m| m.0.to_string()).collect(),
         cmd: vec!["sh".into(), "-c".into(), script],
         timeout: Duration::from_secs(if quick { 900 } else { 2400 }),
         cpus: 1,
         rw_dirs: vec![run_dir.clone()],
         env: Vec::new(),
+        verbose: false,
     })?;
     if rc != 0 {
         bail!("the benches failed in the VM (exit status {rc})");
@@ -285,6 +286,12 @@ fn targets(rows: &[Value]) -> Vec<(String, Option<f64>, f64, bool)> {
             true,
         ));
     }
+    out.push((
+        "kmod-raw echo / the same module in C (benches/c-reference; the project's bar)".into(),
+        div(t("raw", "raw", "single"), t("anchor", "c-module", "single")),
+        1.1,
+        true,
+    ));
     out.push((
         "kmod-raw echo / syscall floor".into(),
         div(

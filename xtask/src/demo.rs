@@ -55,6 +55,7 @@ pub fn run_demo() -> Result<i32> {
         cpus: 1,
         rw_dirs: vec![out_dir.clone()],
         env: Vec::new(),
+        verbose: false,
     })?;
     if rc != 0 {
         eprintln!("demo: some client exited with status {rc}; its row says why");

@@ -3,14 +3,14 @@
 
 use crate::kernel::{self, Kernel};
 use crate::util::{root, run, show, step};
-use crate::vm::KMODS;
+use crate::vm::all_kmods;
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 /// Builds the kernel (if needed) and every kernel module.
 pub fn build_modules() -> Result<Kernel> {
     let kernel = kernel::ensure()?;
-    for (_, dir, _) in KMODS {
+    for (_, dir, _) in all_kmods() {
         build_kmod(&kernel, dir)?;
     }
     Ok(kernel)
@@ -55,7 +55,13 @@ fn build_kmod(kernel: &Kernel, dir: &str) -> Result<()> {
     if built {
         step(format!("built {dir}"));
     }
-    // rust-project.json for rust-analyzer, next to the crate.
+    // rust-project.json for rust-analyzer, next to a Rust crate.
+    let is_rust = crate::util::files_under(&src)?
+        .iter()
+        .any(|f| f.extension().is_some_and(|e| e == "rs"));
+    if !is_rust {
+        return Ok(());
+    }
     let mut ra = kernel.make();
     ra.arg(format!("M={}", src.display()))
         .arg("-s")

@@ -53,6 +53,9 @@ enum Cmd {
         /// Guest vCPUs. One is steadier for measurements under TCG.
         #[arg(long, default_value_t = 1)]
         cpus: u32,
+        /// Show the guest's console (kernel messages) while it runs.
+        #[arg(long)]
+        verbose: bool,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
@@ -98,6 +101,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             modules,
             timeout,
             cpus,
+            verbose,
             cmd,
         } => {
             // Only what the VM needs: the command is the user's to build.
@@ -110,6 +114,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
                 cpus,
                 rw_dirs: Vec::new(),
                 env: Vec::new(),
+                verbose,
             })
         }
         Cmd::Test => test::run_tests(),

@@ -10,7 +10,7 @@
 //!    then runs every benchmark once (criterion's `--test` mode).
 
 use crate::util::{root, run, step};
-use crate::vm::{self, KMODS};
+use crate::vm;
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 use std::time::Duration;
@@ -72,12 +72,13 @@ pub fn run_tests() -> Result<i32> {
     ));
     let rc = vm::run(&vm::VmRun {
         kernel: &kernel,
-        modules: KMODS.iter().map(|m| m.0.to_string()).collect(),
+        modules: vm::all_kmods().map(|m| m.0.to_string()).collect(),
         cmd: vec!["sh".into(), "-c".into(), script],
         timeout: Duration::from_secs(900),
         cpus: 2,
         rw_dirs: Vec::new(),
         env: Vec::new(),
+        verbose: false,
     })?;
     if rc != 0 {
         bail!("VM integration tests failed (exit status {rc})");

@@ -17,11 +17,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The project's kernel modules: short name, crate directory, module name.
+/// `BENCH_KMODS` has the reference modules that only the benches use.
 pub const KMODS: &[(&str, &str, &str)] = &[
     ("raw", "kmod-raw", "kmod_raw"),
     ("kthread", "kmod-kthread", "kmod_kthread"),
     ("genl", "kmod-genl", "kmod_genl"),
 ];
+
+/// kmod-raw written in C, on unit 30: the benches' reference.
+pub const BENCH_KMODS: &[(&str, &str, &str)] = &[("c-raw", "benches/c-reference", "kmod_c_raw")];
+
+/// Every module xtask builds: the project's and the benches' references.
+pub fn all_kmods() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    KMODS.iter().chain(BENCH_KMODS)
+}
 
 /// What a VM run needs.
 pub struct VmRun<'a> {
@@ -35,26 +44,26 @@ pub struct VmRun<'a> {
     pub rw_dirs: Vec<PathBuf>,
     /// Extra environment for the command.
     pub env: Vec<(String, String)>,
+    /// Show the guest's console (kernel messages) as it boots and runs.
+    pub verbose: bool,
 }
 
 /// The `.ko` of a module by short name.
 pub fn ko_path(short: &str) -> Result<PathBuf> {
-    let (_, dir, name) = KMODS
-        .iter()
+    let (_, dir, name) = all_kmods()
         .find(|(s, _, _)| *s == short)
         .with_context(|| format!("unknown module `{short}`: known are {}", known()))?;
     Ok(root().join(dir).join(format!("{name}.ko")))
 }
 
 fn module_name(short: &str) -> &'static str {
-    KMODS
-        .iter()
+    all_kmods()
         .find(|(s, _, _)| *s == short)
         .map_or("", |m| m.2)
 }
 
 pub fn known() -> String {
-    KMODS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+    all_kmods().map(|m| m.0).collect::<Vec<_>>().join(", ")
 }
 
 /// Lines of a kernel log that fail a run.
@@ -122,7 +131,7 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         }
         s += &format!(
             "export ROSETTA_KMOD_{}={}\n",
-            short.to_uppercase(),
+            short.to_uppercase().replace('-', "_"),
             sh_quote(&ko.to_string_lossy())
         );
         kos.push((short.clone(), ko));
@@ -177,6 +186,9 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     for dir in &vm.rw_dirs {
         cmd.arg(format!("--rwdir={}", dir.display()));
     }
+    if vm.verbose {
+        cmd.arg("--verbose");
+    }
     cmd.arg("--").arg("sh").arg(&script).process_group(0);
     step(format!(
         "booting the VM (QEMU TCG, {} vCPU; about 10 s) with modules [{}]: {}",
@@ -225,7 +237,7 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     }
     let guest_status = std::fs::read_to_string(&status_file).with_context(|| {
         format!(
-            "the guest did not finish its script ({status}): did the kernel crash? Run with `--verbose` to see the console; files in {}",
+            "the guest did not finish its script ({status}): did the kernel crash? `cargo xtask vm --verbose ...` shows the console; files in {}",
             work.display()
         )
     })?;
