@@ -37,116 +37,47 @@
 //! `"family_id"` for genl). Errors go to stderr as
 //! `user-libnl-style: error: <message>` with exit status 1 (2 for usage
 //! errors).
+//!
+//! The switches and the lines are those of all three clients, in the
+//! `rosetta_cli` crate; this file holds what is particular to the library:
+//! connecting, the echo, and how its errors map.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use rosetta_cli::{echo_many, Echo, Module, Output, Target};
 use user_libnl_style::{echo_genl, echo_raw, NlSock};
-
-const CLIENT: &str = "libnl-style";
 
 /// Echo a message through a netlink-rosetta kernel module (libnl-style API).
 #[derive(Parser)]
 #[command(name = "user-libnl-style", version)]
-struct Args {
-    /// Which module to talk to.
-    #[arg(long, value_enum, default_value_t = Module::Raw)]
-    module: Module,
-    /// Override the netlink unit number of the module (raw and kthread).
-    #[arg(long)]
-    unit: Option<i32>,
-    /// Number of echoes to do (each reply is checked); prints the rate.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    count: Option<u64>,
-    /// Send BYTES bytes of a repeating a..z pattern instead of MESSAGE
-    /// (for genl: a string of BYTES characters).
-    #[arg(long, value_name = "BYTES", conflicts_with = "message")]
-    size: Option<usize>,
-    /// Request an ack (NLM_F_ACK) for each echo and wait for it.
-    #[arg(long)]
-    ack: bool,
-    /// Print one line of JSON instead of text.
-    #[arg(long)]
-    json: bool,
-    /// How long to wait for each reply, in milliseconds (0: forever).
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
-    timeout_ms: u64,
-    /// The message to echo.
-    #[arg(default_value = "hello netlink")]
-    message: String,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Module {
-    Raw,
-    Kthread,
-    Genl,
-}
-
-impl Module {
-    fn name(self) -> &'static str {
-        match self {
-            Module::Raw => "raw",
-            Module::Kthread => "kthread",
-            Module::Genl => "genl",
-        }
-    }
-}
-
-/// Where the echoes go.
-#[derive(Clone, Copy)]
-enum Target {
-    /// A raw netlink unit: the socket's protocol.
-    Unit(i32),
-    /// A generic netlink family, by the id `genl_ctrl_resolve` gave us.
-    Family(u16),
-}
-
-/// What one run measured.
-struct Report {
-    target: Target,
-    portid: u32,
-    first_seq: u32,
-    sent: usize,
-    reply: Vec<u8>,
-    round_trips: u64,
-    elapsed: Duration,
+struct Cli {
+    #[command(flatten)]
+    args: rosetta_cli::Args,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let module = args.module.name();
-    let unit = match args.module {
-        Module::Raw => Some(args.unit.unwrap_or(proto::RAW_UNIT)),
-        Module::Kthread => Some(args.unit.unwrap_or(proto::KTHREAD_UNIT)),
-        Module::Genl if args.unit.is_some() => {
-            fail(&args, "--unit does not apply to --module genl: generic netlink families are found by name");
-            return ExitCode::from(2);
-        }
-        Module::Genl => None,
-    };
-    match run(&args, unit) {
-        Ok(report) if args.json => println!("{}", json_ok(module, &report)),
-        Ok(report) => print_text(&args, module, &report),
-        Err(err) => {
-            fail(&args, &format!("{err:#}"));
-            return ExitCode::FAILURE;
-        }
+    let cli = Cli::parse();
+    let out = Output::new("user-libnl-style", "libnl-style", &cli.args);
+    if cli.args.module == Module::Genl && cli.args.unit.is_some() {
+        return out.usage_error(
+            "--unit does not apply to --module genl: generic netlink families are found by name",
+        );
     }
-    ExitCode::SUCCESS
+    out.finish(connect(&cli).and_then(|mut client| echo_many(&cli.args, &mut client)))
 }
 
-/// Connect (to `unit`, or to generic netlink when it is `None`), then do
-/// `--count` echoes, checking every reply byte for byte.
-fn run(args: &Args, unit: Option<i32>) -> anyhow::Result<Report> {
-    let payload: String = match args.size {
-        Some(size) => ('a'..='z').cycle().take(size).collect(),
-        None => args.message.clone(),
-    };
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let (target, mut sk) = match unit {
+/// The echo socket and where its echoes go.
+struct Client {
+    sk: NlSock,
+    target: Target,
+}
+
+/// Connect to the unit of a raw module, or for genl `genl_connect()` and
+/// `genl_ctrl_resolve()` the family.
+fn connect(cli: &Cli) -> anyhow::Result<Client> {
+    let timeout = cli.args.timeout();
+    let (target, mut sk) = match cli.args.raw_unit() {
         Some(unit) => (Target::Unit(unit), NlSock::connect(unit)?),
         None => {
             // libnl programs usually resolve on the socket they then send on;
@@ -159,193 +90,45 @@ fn run(args: &Args, unit: Option<i32>) -> anyhow::Result<Report> {
         }
     };
     sk.set_timeout(timeout)?;
-    if !args.ack {
+    if !cli.args.ack {
         sk.disable_auto_ack(); // on by default, as in libnl: see the crate docs
     }
-    let round_trips = args.count.unwrap_or(1);
-    let mut first: Option<(u32, Vec<u8>)> = None;
-    let start = Instant::now();
-    for _ in 0..round_trips {
-        let reply = match target {
-            Target::Unit(_) => echo_raw(&mut sk, payload.as_bytes()),
-            Target::Family(id) => echo_genl(&mut sk, id, &payload).map(String::into_bytes),
-        };
-        let seq = sk.last_seq();
-        let reply = reply.with_context(|| format!("echo seq {seq}"))?;
-        if reply != payload.as_bytes() {
-            bail!(
-                "echo seq {seq}: the reply differs from the request (sent {} bytes, received {} bytes)",
-                payload.len(),
-                reply.len()
-            );
-        }
-        first.get_or_insert((seq, reply));
-    }
-    let elapsed = start.elapsed();
-    let (first_seq, reply) = first.unwrap_or_default(); // round_trips >= 1
-    Ok(Report {
-        target,
-        portid: sk.portid(),
-        first_seq,
-        sent: payload.len(),
-        reply,
-        round_trips,
-        elapsed,
-    })
+    Ok(Client { sk, target })
 }
 
-fn print_text(args: &Args, module: &str, r: &Report) {
-    match r.target {
-        Target::Unit(unit) => println!("module {module}: netlink unit {unit}, portid {}", r.portid),
-        Target::Family(id) => println!(
-            "module {module}: family {} id {id}, portid {}",
-            proto::GENL_FAMILY_NAME,
-            r.portid
-        ),
+impl Echo for Client {
+    fn target(&self) -> Target {
+        self.target
     }
-    println!(
-        "echo seq {}: sent {} bytes, received {} bytes: {}",
-        r.first_seq,
-        r.sent,
-        r.reply.len(),
-        shorten(&r.reply)
-    );
-    if args.ack {
-        println!("ack seq {}: ok", r.first_seq);
+
+    fn portid(&self) -> u32 {
+        self.sk.portid()
     }
-    if args.count.is_some() {
-        println!(
-            "{} round trips of {} bytes in {:.3} s: {:.0} round trips/s",
-            r.round_trips,
-            r.sent,
-            r.elapsed.as_secs_f64(),
-            rate(r)
-        );
+
+    /// `--ack` is libnl's auto-ack, left on or turned off in `connect`.
+    fn echo_once(&mut self, payload: &str, _ack: bool) -> anyhow::Result<Vec<u8>> {
+        Ok(match self.target {
+            Target::Unit(_) => echo_raw(&mut self.sk, payload.as_bytes())?,
+            Target::Family(id) => echo_genl(&mut self.sk, id, payload)?.into_bytes(),
+        })
     }
-}
 
-/// The reply as a quoted, escaped string; past 40 characters cut with `...`.
-fn shorten(reply: &[u8]) -> String {
-    let text = String::from_utf8_lossy(reply);
-    let head: String = text.chars().take(40).collect();
-    let more = if text.chars().nth(40).is_some() {
-        "..."
-    } else {
-        ""
-    };
-    format!("\"{}\"{more}", head.escape_debug())
-}
-
-fn rate(r: &Report) -> f64 {
-    r.round_trips as f64 / r.elapsed.as_secs_f64().max(1e-9)
-}
-
-fn json_ok(module: &str, r: &Report) -> String {
-    let target = match r.target {
-        Target::Unit(unit) => format!("\"unit\":{unit}"),
-        Target::Family(id) => format!("\"family_id\":{id}"),
-    };
-    format!(
-        "{{\"client\":\"{CLIENT}\",\"module\":\"{module}\",{target},\"ok\":true,\"reply\":{},\"bytes\":{},\"round_trips\":{},\"seconds\":{:.3},\"round_trips_per_s\":{:.1}}}",
-        json_string(&String::from_utf8_lossy(&r.reply)),
-        r.reply.len(),
-        r.round_trips,
-        r.elapsed.as_secs_f64(),
-        rate(r)
-    )
-}
-
-/// Report an error: a JSON line on stdout with `--json`, else on stderr.
-fn fail(args: &Args, message: &str) {
-    if args.json {
-        let module = args.module.name();
-        println!(
-            "{{\"client\":\"{CLIENT}\",\"module\":\"{module}\",\"ok\":false,\"error\":{}}}",
-            json_string(message)
-        );
-    } else {
-        eprintln!("user-libnl-style: error: {message}");
+    fn last_seq(&self) -> u32 {
+        self.sk.last_seq()
     }
-}
-
-/// A JSON string literal (RFC 8259): quote, backslash and control characters escaped.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\nd\u{1}é"), r#""a\"b\\c\nd\u0001é""#);
-    }
-
-    #[test]
-    fn long_replies_are_shortened() {
-        assert_eq!(shorten(b"hi\n"), r#""hi\n""#);
-        let long: Vec<u8> = (b'a'..=b'z').cycle().take(41).collect();
-        assert_eq!(
-            shorten(&long),
-            format!("\"{}\"...", String::from_utf8_lossy(&long[..40]))
-        );
-    }
-
-    #[test]
-    fn switches_are_user_raws() {
-        assert!(Args::try_parse_from(["user-libnl-style", "--size", "3", "hi"]).is_err());
-        assert!(Args::try_parse_from(["user-libnl-style", "--count", "0"]).is_err());
-        let args = Args::try_parse_from([
-            "user-libnl-style",
-            "--module",
-            "genl",
-            "--count",
-            "2",
-            "--ack",
-            "--json",
-            "--timeout-ms",
-            "10",
-            "hi",
-        ])
-        .expect("all of user-raw's switches parse");
-        assert!(args.module == Module::Genl && args.ack && args.json);
-    }
-
-    #[test]
-    fn json_names_the_unit_or_the_family() {
-        let report = |target| Report {
-            target,
-            portid: 7,
-            first_seq: 1,
-            sent: 2,
-            reply: b"hi".to_vec(),
-            round_trips: 1,
-            elapsed: Duration::from_millis(1),
-        };
-        let raw = json_ok("raw", &report(Target::Unit(31)));
-        assert!(
-            raw.starts_with(r#"{"client":"libnl-style","module":"raw","unit":31,"ok":true,"reply":"hi","bytes":2,"round_trips":1,"#),
-            "{raw}"
-        );
-        let genl = json_ok("genl", &report(Target::Family(25)));
-        assert!(
-            genl.starts_with(r#"{"client":"libnl-style","module":"genl","family_id":25,"ok":true,"reply":"hi","bytes":2,"#),
-            "{genl}"
-        );
+    fn the_switches_are_rosetta_clis() {
+        Cli::command().debug_assert();
+        assert!(Cli::try_parse_from(["user-libnl-style", "--size", "3", "hi"]).is_err());
+        let cli = Cli::try_parse_from(["user-libnl-style", "--module", "genl", "--ack", "hi"])
+            .expect("parses");
+        assert!(cli.args.module == Module::Genl && cli.args.ack);
     }
 }
