@@ -27,7 +27,7 @@ use std::time::Duration;
 const PROBE_COUNTS: [u64; 2] = [1000, 2000];
 
 pub fn run_bench(quick: bool) -> Result<i32> {
-    let kernel = crate::kmod::build_modules()?;
+    let kernel = crate::kmod::build_modules(crate::kernel::Flavour::Normal)?;
     step("compiling the benches (cargo bench --no-run)");
     let exe = bench_binary()?;
     let run_dir = root().join("target/rosetta/bench-run");

@@ -23,7 +23,7 @@ const COUNT: u32 = 10_000;
 const MESSAGE: &str = "hello netlink";
 
 pub fn run_demo() -> Result<i32> {
-    let kernel = crate::kmod::build_all()?;
+    let kernel = crate::kmod::build_all(crate::kernel::Flavour::Normal)?;
     step("building the clients in release mode, for honest rates");
     run(Command::new(env!("CARGO")).current_dir(root()).args([
         "build",

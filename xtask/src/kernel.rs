@@ -28,6 +28,7 @@ const RECIPE_VERSION: &str = "1";
 pub struct Kernel {
     pub tree: PathBuf,
     bindgen: PathBuf,
+    pub flavour: Flavour,
 }
 
 impl Kernel {
@@ -67,19 +68,47 @@ fn version_of(program: &str, arg: &str) -> Result<String> {
         .to_string())
 }
 
+/// Which kernel: the normal one, or the debug one (KASAN, lockdep,
+/// kmemleak...) that `--debug` selects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Normal,
+    Debug,
+}
+
+impl Flavour {
+    /// The config fragments, merged in this order onto tinyconfig.
+    fn fragments(self) -> Vec<PathBuf> {
+        let mut fragments = vec![kernel_dir().join("config.fragment")];
+        if self == Flavour::Debug {
+            fragments.push(kernel_dir().join("config-debug.fragment"));
+        }
+        fragments
+    }
+}
+
 /// The hash of everything that forces a build from scratch.
-fn base_key(bindgen: &Path) -> Result<String> {
+fn base_key(bindgen: &Path, flavour: Flavour) -> Result<String> {
     let mut h = Hasher::default();
     h.add("recipe", RECIPE_VERSION.as_bytes());
     h.add(
         "package",
         format!("{KERNEL_PACKAGE}={KERNEL_PACKAGE_VERSION}").as_bytes(),
     );
-    let fragment = kernel_dir().join("config.fragment");
-    h.add(
-        "fragment",
-        &std::fs::read(&fragment).with_context(|| format!("cannot read {}", fragment.display()))?,
-    );
+    for (i, fragment) in flavour.fragments().iter().enumerate() {
+        // The first keeps its historical name, so that adding the debug
+        // flavour did not change the normal kernel's key.
+        let name = if i == 0 {
+            "fragment".to_string()
+        } else {
+            format!("fragment{i}")
+        };
+        h.add(
+            &name,
+            &std::fs::read(fragment)
+                .with_context(|| format!("cannot read {}", fragment.display()))?,
+        );
+    }
     for (name, program, arg) in [
         ("rustc", RUSTC, "--version"),
         (
@@ -105,14 +134,15 @@ fn overlay_key() -> Result<String> {
 
 /// Builds the kernel if the cache has no build for the current inputs, and
 /// returns it.
-pub fn ensure() -> Result<Kernel> {
+pub fn ensure(flavour: Flavour) -> Result<Kernel> {
     deps::ensure_packages()?;
     let bindgen = deps::ensure_bindgen()?;
-    let base = cache_dir()?.join(format!("kernel/{}", base_key(&bindgen)?));
+    let base = cache_dir()?.join(format!("kernel/{}", base_key(&bindgen, flavour)?));
     let tree = base.join("linux-source-6.12");
     let kernel = Kernel {
         tree: tree.clone(),
         bindgen,
+        flavour,
     };
     let overlay = overlay_key()?;
     let built_stamp = base.join("built");
@@ -135,7 +165,7 @@ pub fn ensure() -> Result<Kernel> {
 
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     step(format!(
-        "building the kernel in {} with {jobs} jobs (from scratch: about 5 minutes on 2 cores; after a change to kernel/: under a minute)",
+        "building the kernel in {} with {jobs} jobs (from scratch: about 9 minutes on 2 cores, the debug kernel longer; after a change to kernel/: under a minute)",
         tree.display()
     ));
     run_logged(
@@ -179,20 +209,24 @@ fn unpack(base: &Path) -> Result<()> {
 }
 
 fn configure(kernel: &Kernel) -> Result<()> {
-    let fragment = kernel_dir().join("config.fragment");
-    step(format!("configuring: tinyconfig + {}", fragment.display()));
+    let fragments = kernel.flavour.fragments();
+    let names: Vec<String> = fragments.iter().map(|f| f.display().to_string()).collect();
+    step(format!("configuring: tinyconfig + {}", names.join(" + ")));
     run(kernel.make().arg("-s").arg("tinyconfig"))?;
     run(
         Command::new(kernel.tree.join("scripts/kconfig/merge_config.sh"))
             .current_dir(&kernel.tree)
             .args(["-m", "-Q", ".config"])
-            .arg(&fragment)
+            .args(&fragments)
             .stdout(std::process::Stdio::null()),
     )?;
     run(kernel.make().arg("-s").arg("olddefconfig"))?;
     run(kernel.make().arg("-s").arg("rustavailable"))
         .context("the kernel does not accept the Rust toolchain")?;
-    check_config(&kernel.tree.join(".config"), &fragment)
+    for fragment in &fragments {
+        check_config(&kernel.tree.join(".config"), fragment)?;
+    }
+    Ok(())
 }
 
 /// Fails, naming the options, when the final `.config` lost a setting of the
@@ -220,7 +254,8 @@ fn check_config(config: &Path, fragment: &Path) -> Result<()> {
     }
     if !lost.is_empty() {
         bail!(
-            "the kernel configuration lost settings of kernel/config.fragment (missing dependencies?):\n    {}",
+            "the kernel configuration lost settings of {} (missing dependencies?):\n    {}",
+            fragment.display(),
             lost.join("\n    ")
         );
     }

@@ -1,15 +1,15 @@
 //! `cargo xtask build`: the kernel modules, out of tree (`make -C <tree>
 //! M=<dir>`), with zero warnings, and the userspace clients.
 
-use crate::kernel::{self, Kernel};
+use crate::kernel::{self, Flavour, Kernel};
 use crate::util::{root, run, show, step};
 use crate::vm::all_kmods;
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
-/// Builds the kernel (if needed) and every kernel module.
-pub fn build_modules() -> Result<Kernel> {
-    let kernel = kernel::ensure()?;
+/// Builds the kernel (if needed) and every kernel module against it.
+pub fn build_modules(flavour: Flavour) -> Result<Kernel> {
+    let kernel = kernel::ensure(flavour)?;
     for (_, dir, _) in all_kmods() {
         build_kmod(&kernel, dir)?;
     }
@@ -17,8 +17,8 @@ pub fn build_modules() -> Result<Kernel> {
 }
 
 /// Builds the kernel (if needed), every kernel module and the clients.
-pub fn build_all() -> Result<Kernel> {
-    let kernel = build_modules()?;
+pub fn build_all(flavour: Flavour) -> Result<Kernel> {
+    let kernel = build_modules(flavour)?;
     step("building the userspace clients (cargo build --workspace --bins)");
     run(Command::new(env!("CARGO")).current_dir(root()).args([
         "build",

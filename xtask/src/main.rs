@@ -37,7 +37,12 @@ struct Cli {
 enum Cmd {
     /// Build the guest kernel with the netlink abstraction, or reuse the
     /// cached build; also writes its rust-project.json.
-    Kernel,
+    Kernel {
+        /// The debug kernel: KASAN, lockdep, kmemleak, list and object
+        /// debugging (kernel/config-debug.fragment), cached separately.
+        #[arg(long)]
+        debug: bool,
+    },
     /// Build the kernel, the kernel modules (warnings are errors) with their
     /// rust-project.json, and the userspace clients.
     Build,
@@ -56,12 +61,20 @@ enum Cmd {
         /// Show the guest's console (kernel messages) while it runs.
         #[arg(long)]
         verbose: bool,
+        /// Boot the debug kernel (KASAN, lockdep, kmemleak); the run also
+        /// fails on kmemleak reports that involve our modules or netlink.
+        #[arg(long)]
+        debug: bool,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
     /// Run the host tests, then the VM integration tests.
-    Test,
+    Test {
+        /// Run the VM tests on the debug kernel (much slower).
+        #[arg(long)]
+        debug: bool,
+    },
     /// Run every client against every module in the VM, print a table and
     /// write target/rosetta/demo.json.
     Demo,
@@ -88,13 +101,13 @@ fn main() {
 fn dispatch(cmd: Cmd) -> Result<i32> {
     let _lock = util::lock()?;
     match cmd {
-        Cmd::Kernel => {
-            let kernel = kernel::ensure()?;
+        Cmd::Kernel { debug } => {
+            let kernel = kernel::ensure(flavour(debug))?;
             println!("{}", kernel.tree.display());
             Ok(0)
         }
         Cmd::Build => {
-            kmod::build_all()?;
+            kmod::build_all(kernel::Flavour::Normal)?;
             Ok(0)
         }
         Cmd::Vm {
@@ -102,10 +115,11 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             timeout,
             cpus,
             verbose,
+            debug,
             cmd,
         } => {
             // Only what the VM needs: the command is the user's to build.
-            let kernel = kmod::build_modules()?;
+            let kernel = kmod::build_modules(flavour(debug))?;
             vm::run(&vm::VmRun {
                 kernel: &kernel,
                 modules,
@@ -117,8 +131,16 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
                 verbose,
             })
         }
-        Cmd::Test => test::run_tests(),
+        Cmd::Test { debug } => test::run_tests(flavour(debug)),
         Cmd::Demo => demo::run_demo(),
         Cmd::Bench { quick } => bench::run_bench(quick),
+    }
+}
+
+fn flavour(debug: bool) -> kernel::Flavour {
+    if debug {
+        kernel::Flavour::Debug
+    } else {
+        kernel::Flavour::Normal
     }
 }

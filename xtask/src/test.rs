@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use std::process::Command;
 use std::time::Duration;
 
-pub fn run_tests() -> Result<i32> {
+pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
     step("formatting and lints: cargo fmt --check, cargo clippy -D warnings");
     run(Command::new(env!("CARGO"))
         .current_dir(root())
@@ -31,7 +31,7 @@ pub fn run_tests() -> Result<i32> {
         "warnings",
     ]))?;
     step("formatting of the kernel-side Rust: rustfmt --check with the kernel's .rustfmt.toml");
-    let kernel = crate::kmod::build_all()?;
+    let kernel = crate::kmod::build_all(flavour)?;
     let mut kernel_rust = Vec::new();
     for dir in ["kmod-raw", "kmod-kthread", "kmod-genl", "kernel/tree"] {
         kernel_rust.extend(
@@ -74,7 +74,12 @@ pub fn run_tests() -> Result<i32> {
         kernel: &kernel,
         modules: vm::all_kmods().map(|m| m.0.to_string()).collect(),
         cmd: vec!["sh".into(), "-c".into(), script],
-        timeout: Duration::from_secs(900),
+        // A KASAN kernel under TCG boots in minutes and runs slowly.
+        timeout: Duration::from_secs(if flavour == crate::kernel::Flavour::Debug {
+            3600
+        } else {
+            900
+        }),
         cpus: 2,
         rw_dirs: Vec::new(),
         env: Vec::new(),

@@ -8,7 +8,7 @@
 //! panic, Oops, BUG, WARNING, KASAN, lockdep or KUnit failure, even when the
 //! command succeeded.
 
-use crate::kernel::Kernel;
+use crate::kernel::{Flavour, Kernel};
 use crate::util::{root, show, step};
 use anyhow::{bail, Context, Result};
 use std::os::unix::process::CommandExt;
@@ -159,6 +159,14 @@ pub fn run(vm: &VmRun) -> Result<i32> {
             "if grep -q '^{name} ' /proc/modules; then rmmod {name} || rmmod_failed=\"$rmmod_failed {name}\"; fi\n"
         );
     }
+    if vm.kernel.flavour == Flavour::Debug {
+        // kmemleak reports objects unreferenced for 5 s or more: wait, then
+        // scan twice, as its documentation advises.
+        s += "mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug\n\
+              if [ -e /sys/kernel/debug/kmemleak ]; then sleep 6; \
+              echo scan > /sys/kernel/debug/kmemleak; echo scan > /sys/kernel/debug/kmemleak; \
+              cat /sys/kernel/debug/kmemleak > \"$out/kmemleak\"; fi\n";
+    }
     s += "dmesg > \"$out/dmesg\"\necho \"$rc $rmmod_failed\" > \"$out/status\"\nexit $rc\n";
     std::fs::write(&script, s)?;
 
@@ -235,6 +243,9 @@ pub fn run(vm: &VmRun) -> Result<i32> {
             dmesg_file.display()
         );
     }
+    if vm.kernel.flavour == Flavour::Debug {
+        check_kmemleak(&work.join("kmemleak"))?;
+    }
     let guest_status = std::fs::read_to_string(&status_file).with_context(|| {
         format!(
             "the guest did not finish its script ({status}): did the kernel crash? `cargo xtask vm --verbose ...` shows the console; files in {}",
@@ -264,4 +275,40 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         start.elapsed().as_secs_f64()
     );
     Ok(rc)
+}
+
+/// Fails on a kmemleak report that involves our modules or netlink; counts
+/// the others (boot-time allocations of other subsystems).
+fn check_kmemleak(file: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "no kmemleak report at {}: is CONFIG_DEBUG_KMEMLEAK on?",
+            file.display()
+        )
+    })?;
+    let reports: Vec<&str> = text.split("unreferenced object").skip(1).collect();
+    let ours: Vec<&&str> = reports
+        .iter()
+        .filter(|r| {
+            ["kmod_", "netlink", "genl", "rust_"]
+                .iter()
+                .any(|k| r.contains(k))
+        })
+        .collect();
+    eprintln!(
+        "    kmemleak: {} reports, {} involving our modules or netlink ({})",
+        reports.len(),
+        ours.len(),
+        file.display()
+    );
+    if !ours.is_empty() {
+        for r in &ours {
+            eprintln!("unreferenced object{r}");
+        }
+        bail!(
+            "kmemleak found leaks involving our modules or netlink: {}",
+            file.display()
+        );
+    }
+    Ok(())
 }
