@@ -1,11 +1,11 @@
 //! `cargo xtask`: netlink-rosetta's build, VM and test driver.
 //!
 //! ```text
-//! cargo xtask kernel                 build (or reuse from the cache) the guest kernel
+//! cargo xtask kernel [--debug]       build (or reuse from the cache) the guest kernel
 //! cargo xtask build                  kernel, kernel modules (zero warnings), clients
 //! cargo xtask vm [--modules raw] -- CMD ARGS...
 //!                                    run CMD in a VM with the modules inserted
-//! cargo xtask test                   host tests, then the VM integration tests
+//! cargo xtask test [--debug]         host tests, then the VM integration tests
 //! cargo xtask demo                   every client against every module: a table
 //! cargo xtask bench [--quick]        criterion benches in the VM, with a summary
 //! ```
