@@ -12,3 +12,22 @@
 #![no_std]
 
 include!("wire.rs");
+
+/// The project module that serves raw netlink unit `unit`, for messages such
+/// as "is kmod-raw loaded?"; `"its module"` for any other unit.
+pub fn module_for_unit(unit: i32) -> &'static str {
+    match unit {
+        RAW_UNIT => "kmod-raw",
+        KTHREAD_UNIT => "kmod-kthread",
+        _ => "its module",
+    }
+}
+
+/// The project module that registers generic netlink family `family`;
+/// `"its module"` for any other family.
+pub fn module_for_family(family: &str) -> &'static str {
+    match family {
+        GENL_FAMILY_NAME => "kmod-genl",
+        _ => "its module",
+    }
+}

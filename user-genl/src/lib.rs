@@ -146,11 +146,11 @@ pub const MAX_REQUEST_PAYLOAD: usize = neli::consts::MAX_NL_LENGTH - 1024;
 /// Everything that can go wrong; each message names the fix where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("netlink unit {unit} not available: is {} loaded?", module_for_unit(*unit))]
+    #[error("netlink unit {unit} not available: is {} loaded?", proto::module_for_unit(*unit))]
     UnitUnavailable { unit: i32 },
     #[error(
         "generic netlink family {family} not found: is {} loaded?",
-        module_for_family(family)
+        proto::module_for_family(family)
     )]
     FamilyNotFound { family: String },
     #[error("{call} failed: {source}")]
@@ -184,21 +184,6 @@ pub enum Error {
 /// Wrap an error that neli reports (builder, parser or router message).
 fn neli_error(e: impl Display) -> Error {
     Error::Neli(e.to_string())
-}
-
-fn module_for_unit(unit: i32) -> &'static str {
-    match unit {
-        proto::RAW_UNIT => "kmod-raw",
-        proto::KTHREAD_UNIT => "kmod-kthread",
-        _ => "its module",
-    }
-}
-
-fn module_for_family(family: &str) -> &'static str {
-    match family {
-        proto::GENL_FAMILY_NAME => "kmod-genl",
-        _ => "its module",
-    }
 }
 
 /// The extack message if the kernel sent one, else strerror(errno).

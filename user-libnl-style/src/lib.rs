@@ -126,11 +126,11 @@ pub use msg::*;
 /// Everything that can go wrong; each message names the fix where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("netlink unit {unit} not available: is {} loaded?", module_for_unit(*unit))]
+    #[error("netlink unit {unit} not available: is {} loaded?", proto::module_for_unit(*unit))]
     UnitUnavailable { unit: i32 },
     #[error(
         "generic netlink family {name:?} not found (ENOENT): is {} loaded?",
-        module_for_family(name)
+        proto::module_for_family(name)
     )]
     FamilyNotFound { name: String },
     #[error("{call} failed: {source}")]
@@ -183,21 +183,6 @@ impl Error {
             Error::Os { source, .. } => source.raw_os_error(),
             _ => None,
         }
-    }
-}
-
-fn module_for_unit(unit: i32) -> &'static str {
-    match unit {
-        proto::RAW_UNIT => "kmod-raw",
-        proto::KTHREAD_UNIT => "kmod-kthread",
-        _ => "its module",
-    }
-}
-
-fn module_for_family(name: &str) -> &'static str {
-    match name {
-        proto::GENL_FAMILY_NAME => "kmod-genl",
-        _ => "its module",
     }
 }
 

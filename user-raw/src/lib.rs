@@ -307,7 +307,7 @@ pub fn parse_error(hdr: &NlMsgHdr, payload: &[u8]) -> Result<NlMsgErr, Error> {
 /// Everything that can go wrong; each message names the fix where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("netlink unit {unit} not available: is {} loaded?", module_for_unit(*unit))]
+    #[error("netlink unit {unit} not available: is {} loaded?", proto::module_for_unit(*unit))]
     UnitUnavailable { unit: i32 },
     #[error("{call} failed: {source}")]
     Os {
@@ -338,7 +338,7 @@ pub enum Error {
     /// The controller (nlctrl) answered ENOENT to `CTRL_CMD_GETFAMILY`.
     #[error(
         "generic netlink family {name} not found: is {} loaded?",
-        module_for_family(name)
+        proto::module_for_family(name)
     )]
     FamilyNotFound { name: String },
     #[error("attribute type {ty} with a {len}-byte value does not fit (nla_len is a u16)")]
@@ -359,21 +359,6 @@ impl Error {
             call,
             source: io::Error::last_os_error(),
         }
-    }
-}
-
-fn module_for_family(name: &str) -> &'static str {
-    match name {
-        proto::GENL_FAMILY_NAME => "kmod-genl",
-        _ => "its module",
-    }
-}
-
-fn module_for_unit(unit: i32) -> &'static str {
-    match unit {
-        proto::RAW_UNIT => "kmod-raw",
-        proto::KTHREAD_UNIT => "kmod-kthread",
-        _ => "its module",
     }
 }
 
