@@ -11,6 +11,7 @@
 use crate::kernel::{Flavour, Kernel};
 use crate::util::{root, show, step};
 use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -205,11 +206,35 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         vm.cmd.join(" ")
     ));
     let start = Instant::now();
+    // The guest's output reaches ours through pipes: QEMU reopens its
+    // standard output, which would truncate a file the user redirected our
+    // output to (and lose everything printed before the VM started).
     let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start `{}`", show(&cmd)))?;
+    let forwarders = [
+        forward(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            false,
+        ),
+        forward(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            true,
+        ),
+    ];
     let status = loop {
         if let Some(status) = child.try_wait()? {
+            for forwarder in forwarders {
+                let _ = forwarder.join();
+            }
             break status;
         }
         if start.elapsed() > vm.timeout {
@@ -311,4 +336,24 @@ fn check_kmemleak(file: &std::path::Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Copies a child's output to ours as it comes, in a thread.
+fn forward(pipe: Option<Box<dyn Read + Send>>, to_stderr: bool) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Some(mut pipe) = pipe else { return };
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = if to_stderr {
+                let mut err = std::io::stderr().lock();
+                err.write_all(&buf[..n]).and_then(|()| err.flush())
+            } else {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&buf[..n]).and_then(|()| out.flush())
+            };
+        }
+    })
 }
