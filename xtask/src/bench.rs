@@ -70,7 +70,6 @@ pub fn run_bench(quick: bool) -> Result<i32> {
         timeout: Duration::from_secs(if quick { 900 } else { 2400 }),
         cpus: 1,
         rw_dirs: vec![run_dir.clone()],
-        env: Vec::new(),
         verbose: false,
     })?;
     if rc != 0 {

@@ -54,7 +54,6 @@ pub fn run_demo() -> Result<i32> {
         timeout: Duration::from_secs(600),
         cpus: 1,
         rw_dirs: vec![out_dir.clone()],
-        env: Vec::new(),
         verbose: false,
     })?;
     if rc != 0 {

@@ -127,7 +127,6 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
                 timeout: Duration::from_secs(timeout),
                 cpus,
                 rw_dirs: Vec::new(),
-                env: Vec::new(),
                 verbose,
             })
         }

@@ -82,7 +82,6 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         }),
         cpus: 2,
         rw_dirs: Vec::new(),
-        env: Vec::new(),
         verbose: false,
     })?;
     if rc != 0 {

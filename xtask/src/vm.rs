@@ -43,8 +43,6 @@ pub struct VmRun<'a> {
     pub cpus: u32,
     /// Directories the guest may write to (everything else is read-only).
     pub rw_dirs: Vec<PathBuf>,
-    /// Extra environment for the command.
-    pub env: Vec<(String, String)>,
     /// Show the guest's console (kernel messages) as it boots and runs.
     pub verbose: bool,
 }
@@ -121,9 +119,6 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     let mut s = String::from("#!/bin/sh\n# Written by `cargo xtask vm`; runs inside the guest.\n");
     s += &format!("out={}\n", sh_quote(&work.to_string_lossy()));
     s += "export ROSETTA_VM=1\n";
-    for (k, v) in &vm.env {
-        s += &format!("export {k}={}\n", sh_quote(v));
-    }
     let mut kos = Vec::new();
     for short in &vm.modules {
         let ko = ko_path(short)?;
