@@ -81,6 +81,14 @@ fn connect(u: Unit) -> Socket {
         .unwrap_or_else(|e| panic!("{} answers on unit {}: {e}", u.kmod.name(), u.unit))
 }
 
+/// Echo requests, one per payload, for `Socket::send_batch`.
+fn echo_requests(payloads: &[Vec<u8>]) -> Vec<(u16, u16, &[u8])> {
+    payloads
+        .iter()
+        .map(|p| (proto::ECHO_MSG_TYPE, 0, p.as_slice()))
+        .collect()
+}
+
 /// Receives one datagram and returns its messages as (type, seq, payload).
 fn recv_all(sock: &mut Socket) -> Result<Vec<(u16, u32, Vec<u8>)>, Error> {
     let mut buf = vec![0; RECV_BUF_LEN];
@@ -159,10 +167,7 @@ fn replies_match_their_requests_in_a_batch(u: Unit) {
     let payloads: Vec<Vec<u8>> = (0..8)
         .map(|i| format!("request {i}").into_bytes())
         .collect();
-    let requests: Vec<(u16, u16, &[u8])> = payloads
-        .iter()
-        .map(|p| (proto::ECHO_MSG_TYPE, 0, p.as_slice()))
-        .collect();
+    let requests = echo_requests(&payloads);
     let seqs = sock.send_batch(&requests).unwrap();
     let got = recv_n(&mut sock, seqs.len());
     for ((ty, seq, body), (want_seq, want_body)) in got.iter().zip(seqs.iter().zip(&payloads)) {
@@ -331,10 +336,7 @@ fn kthread_full_queue_answers_enobufs_then_recovers() {
     let payloads: Vec<Vec<u8>> = (0..2000)
         .map(|i| format!("burst {i}").into_bytes())
         .collect();
-    let requests: Vec<(u16, u16, &[u8])> = payloads
-        .iter()
-        .map(|p| (proto::ECHO_MSG_TYPE, 0, p.as_slice()))
-        .collect();
+    let requests = echo_requests(&payloads);
     let seqs = sock.send_batch(&requests).unwrap();
     let got = recv_n(&mut sock, seqs.len());
     let (mut replies, mut enobufs) = (Vec::new(), 0);

@@ -205,6 +205,7 @@ fn errno_name(errno: i32) -> String {
         libc::EBUSY => "EBUSY",
         libc::ENODEV => "ENODEV",
         libc::EINVAL => "EINVAL",
+        libc::ERANGE => "ERANGE",
         libc::EMSGSIZE => "EMSGSIZE",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::ENOBUFS => "ENOBUFS",
