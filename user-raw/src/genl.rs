@@ -240,7 +240,7 @@ pub fn encode_genl(
 }
 
 /// The string of an ECHO reply: command ECHO with a MSG attribute.
-fn echo_reply_string(seq: u32, reply: &GenlMsg) -> Result<Vec<u8>, Error> {
+pub(crate) fn echo_reply_string(seq: u32, reply: &GenlMsg) -> Result<Vec<u8>, Error> {
     let bad = |reason: String| Error::BadReply { seq, reason };
     if reply.genl.cmd != proto::GENL_CMD_ECHO {
         return Err(bad(format!(
@@ -253,6 +253,33 @@ fn echo_reply_string(seq: u32, reply: &GenlMsg) -> Result<Vec<u8>, Error> {
         Some(msg) => Ok(msg.nul_string()?.to_vec()),
         None => Err(bad("ECHO reply without a MSG attribute".into())),
     }
+}
+
+/// One received datagram of [`Socket::genl_recv`]'s loop: walk its
+/// messages and note the reply to request `seq` from `family` and the ack.
+/// No socket here, so the parser fuzz tests can feed it any bytes.
+pub(crate) fn genl_datagram(
+    family: u16,
+    seq: u32,
+    datagram: &[u8],
+    reply: &mut Option<GenlMsg>,
+    acked: &mut bool,
+) -> Result<(), Error> {
+    for msg in messages(datagram) {
+        let (hdr, body) = msg?;
+        match reply_event(seq, family, &hdr, body)? {
+            EchoEvent::Reply(body) => *reply = Some(GenlMsg::parse(hdr, body)?),
+            EchoEvent::Ack if reply.is_none() => {
+                return Err(Error::BadReply {
+                    seq,
+                    reason: "acked without a reply".into(),
+                })
+            }
+            EchoEvent::Ack => *acked = true,
+            EchoEvent::Ignore => {}
+        }
+    }
+    Ok(())
 }
 
 impl Socket {
@@ -298,20 +325,7 @@ impl Socket {
         let (mut reply, mut acked) = (None, false);
         while reply.is_none() || (ack && !acked) {
             let n = recv_from_kernel(&self.fd, &mut self.buf, self.timeout)?;
-            for msg in messages(&self.buf[..n]) {
-                let (hdr, body) = msg?;
-                match reply_event(seq, family, &hdr, body)? {
-                    EchoEvent::Reply(body) => reply = Some(GenlMsg::parse(hdr, body)?),
-                    EchoEvent::Ack if reply.is_none() => {
-                        return Err(Error::BadReply {
-                            seq,
-                            reason: "acked without a reply".into(),
-                        })
-                    }
-                    EchoEvent::Ack => acked = true,
-                    EchoEvent::Ignore => {}
-                }
-            }
+            genl_datagram(family, seq, &self.buf[..n], &mut reply, &mut acked)?;
         }
         reply.ok_or(Error::BadReply {
             seq,

@@ -50,6 +50,10 @@
 //! EINVAL (errno 22): missing attribute MSG (missing attribute type 1)`.
 //! [`Socket::genl_request`] sends any command with any attributes, for the
 //! error paths.
+//!
+//! Every parser of received bytes is fuzzed on the host with proptest
+//! (`src/parser_fuzz.rs`, `cargo test -p user-raw parser_fuzz`): any bytes
+//! give `Ok` or `Err`, never a panic or an allocation sized by a length field.
 
 use std::io;
 use std::mem::size_of;
@@ -622,17 +626,30 @@ impl Socket {
         let (mut reply, mut acked) = (None, false);
         while reply.is_none() || (ack && !acked) {
             let n = recv_from_kernel(&self.fd, &mut self.buf, self.timeout)?;
-            for msg in messages(&self.buf[..n]) {
-                let (hdr, body) = msg?;
-                match reply_event(seq, proto::ECHO_MSG_TYPE, &hdr, body)? {
-                    EchoEvent::Reply(data) => reply = Some(data.to_vec()),
-                    EchoEvent::Ack => acked = true,
-                    EchoEvent::Ignore => {}
-                }
-            }
+            echo_datagram(seq, &self.buf[..n], &mut reply, &mut acked)?;
         }
         Ok(reply.unwrap_or_default())
     }
+}
+
+/// One received datagram of [`Socket::echo`]'s loop: walk its messages and
+/// note our reply and our ack. No socket here, so the parser fuzz tests can
+/// feed it any bytes.
+fn echo_datagram(
+    seq: u32,
+    datagram: &[u8],
+    reply: &mut Option<Vec<u8>>,
+    acked: &mut bool,
+) -> Result<(), Error> {
+    for msg in messages(datagram) {
+        let (hdr, body) = msg?;
+        match reply_event(seq, proto::ECHO_MSG_TYPE, &hdr, body)? {
+            EchoEvent::Reply(data) => *reply = Some(data.to_vec()),
+            EchoEvent::Ack => *acked = true,
+            EchoEvent::Ignore => {}
+        }
+    }
+    Ok(())
 }
 
 /// What one received message means to the request `seq`.
@@ -722,5 +739,7 @@ fn recv_from_kernel(fd: &OwnedFd, buf: &mut [u8], timeout: Duration) -> Result<u
     }
 }
 
+#[cfg(test)]
+mod parser_fuzz;
 #[cfg(test)]
 mod tests;
