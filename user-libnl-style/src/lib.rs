@@ -105,7 +105,9 @@
 //! [`echo_raw`] and [`echo_genl`] are the articles' two clients, written with
 //! this API. The wire format and message building are in `msg.rs`, the
 //! attributes and `nla_parse` in `attr.rs`; this file has the errors, the
-//! callbacks, the socket and the clients.
+//! callbacks, the socket and the clients. Every parser of received bytes is
+//! fuzzed on the host with proptest (`src/parser_fuzz.rs`, `cargo test -p
+//! user-libnl-style parser_fuzz`).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -487,45 +489,8 @@ impl NlSock {
         let mut multipart = false;
         loop {
             let len = self.recv_datagram()?;
-            let mut ours = false;
-            for msg in messages(&self.buf[..len]) {
-                let msg = msg?;
-                if msg.hdr.nlmsg_seq != self.seq_expect {
-                    continue; // a late answer to an earlier request
-                }
-                ours = true;
-                multipart |= msg.hdr.nlmsg_flags & NLM_F_MULTI != 0;
-                let action = match msg.hdr.nlmsg_type {
-                    NLMSG_NOOP => NlCbAction::Skip,
-                    NLMSG_OVERRUN => return Err(Error::Overrun),
-                    NLMSG_DONE => {
-                        // The end of a dump; no ack follows it, even if asked.
-                        (multipart, self.ack_pending) = (false, false);
-                        call(&mut cb.finish, &msg, NlCbAction::Stop)?
-                    }
-                    NLMSG_ERROR => {
-                        let err = NlMsgErr::parse(&msg)?;
-                        self.ack_pending = false; // an error replaces the ack
-                        if err.error == 0 {
-                            call(&mut cb.ack, &msg, NlCbAction::Stop)?
-                        } else {
-                            let action = match cb.err.as_mut() {
-                                Some(f) => f(&err)?,
-                                None => NlCbAction::Stop,
-                            };
-                            if action == NlCbAction::Stop {
-                                return Err(err.to_error());
-                            }
-                            action
-                        }
-                    }
-                    _ => call(&mut cb.valid, &msg, NlCbAction::Ok)?,
-                };
-                if action == NlCbAction::Stop {
-                    return Ok(());
-                }
-            }
-            if ours && !multipart && !self.ack_pending {
+            let (seq, ack_pending) = (self.seq_expect, &mut self.ack_pending);
+            if handle_datagram(&self.buf[..len], seq, ack_pending, &mut multipart, cb)? {
                 return Ok(());
             }
         }
@@ -572,6 +537,57 @@ impl NlSock {
         drop(cb); // ends the closure's borrow of `id`
         id.ok_or(Error::NoReply)
     }
+}
+
+/// One datagram of [`NlSock::recvmsgs`]'s loop: hand the messages of request
+/// `seq_expect` to `cb`; returns whether the loop is done. No socket here,
+/// so the parser fuzz tests can feed it any bytes.
+fn handle_datagram(
+    datagram: &[u8],
+    seq_expect: u32,
+    ack_pending: &mut bool,
+    multipart: &mut bool,
+    cb: &mut NlCb<'_>,
+) -> Result<bool, Error> {
+    let mut ours = false;
+    for msg in messages(datagram) {
+        let msg = msg?;
+        if msg.hdr.nlmsg_seq != seq_expect {
+            continue; // a late answer to an earlier request
+        }
+        ours = true;
+        *multipart |= msg.hdr.nlmsg_flags & NLM_F_MULTI != 0;
+        let action = match msg.hdr.nlmsg_type {
+            NLMSG_NOOP => NlCbAction::Skip,
+            NLMSG_OVERRUN => return Err(Error::Overrun),
+            NLMSG_DONE => {
+                // The end of a dump; no ack follows it, even if asked.
+                (*multipart, *ack_pending) = (false, false);
+                call(&mut cb.finish, &msg, NlCbAction::Stop)?
+            }
+            NLMSG_ERROR => {
+                let err = NlMsgErr::parse(&msg)?;
+                *ack_pending = false; // an error replaces the ack
+                if err.error == 0 {
+                    call(&mut cb.ack, &msg, NlCbAction::Stop)?
+                } else {
+                    let action = match cb.err.as_mut() {
+                        Some(f) => f(&err)?,
+                        None => NlCbAction::Stop,
+                    };
+                    if action == NlCbAction::Stop {
+                        return Err(err.to_error());
+                    }
+                    action
+                }
+            }
+            _ => call(&mut cb.valid, &msg, NlCbAction::Ok)?,
+        };
+        if action == NlCbAction::Stop {
+            return Ok(true);
+        }
+    }
+    Ok(ours && !*multipart && !*ack_pending)
 }
 
 // ---------------------------------------------------------------------------
@@ -628,5 +644,7 @@ pub fn echo_genl(sk: &mut NlSock, family: u16, text: &str) -> Result<String, Err
     reply.ok_or(Error::NoReply)
 }
 
+#[cfg(test)]
+mod parser_fuzz;
 #[cfg(test)]
 mod tests;
