@@ -81,6 +81,17 @@
 //! 5. neli's `String` attribute parser drops the last byte blindly (and
 //!    underflows on an empty attribute), so the `MSG` string is read as
 //!    bytes up to its NUL here.
+//! 6. **neli panics on some malformed datagrams** (an `nlmsg_len` below 16,
+//!    an `NLMSG_ERROR` whose copied request does not fit, ...): it subtracts
+//!    header sizes from length fields unchecked. The kernel never sends
+//!    them, but any process can send a datagram to our portid. Our calls
+//!    into neli's parsers catch the panic and return [`Error::NeliPanic`]
+//!    (see `neli_parse` in the source). In [`Mode::Router`] the first parse happens on
+//!    neli's router thread, which the panic ends: the pending request then
+//!    times out ([`Error::Timeout`], then [`Error::RouterStuck`]), or, with
+//!    no timeout, waits forever. The parser fuzz tests
+//!    (`src/parser_fuzz.rs`, `cargo test -p user-genl parser_fuzz`) pin the
+//!    inputs.
 
 use std::fmt::{Debug, Display};
 use std::io;
@@ -179,11 +190,37 @@ pub enum Error {
     /// An error of neli itself: building, parsing, or its router thread.
     #[error("neli: {0}")]
     Neli(String),
+    /// neli panicked while parsing a received datagram: it was malformed in
+    /// a way neli 0.7.5 does not check (crate quirk 6).
+    #[error("neli panicked parsing a received message, which must be malformed: {0}")]
+    NeliPanic(String),
 }
 
 /// Wrap an error that neli reports (builder, parser or router message).
 fn neli_error(e: impl Display) -> Error {
     Error::Neli(e.to_string())
+}
+
+/// Run one of neli's parsers of received bytes, turning a panic inside it
+/// into [`Error::NeliPanic`]. neli 0.7.5 subtracts header sizes from length
+/// fields without checking them: an `nlmsg_len` below 16, or an
+/// `NLMSG_ERROR` whose copied request claims more than the error holds,
+/// panics: in debug builds on the subtraction's overflow, in release builds
+/// (where it wraps) when the `nlmsg_len` below 16 becomes a `vec![0; ~2^64]`
+/// ("capacity overflow"). The kernel never sends such bytes;
+/// another process can, to our portid. The README ("Client-side
+/// robustness") lists the inputs. neli parses lazily, inside `next()` of
+/// its iterators, so that is what we wrap. The panic message still goes
+/// to the panic hook (stderr), as for any caught panic.
+fn neli_parse<T>(parse: impl FnOnce() -> T) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).map_err(|panic| {
+        let text = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+            (Some(text), _) => text.to_string(),
+            (None, Some(text)) => text.clone(),
+            (None, None) => "a panic without a message".to_string(),
+        };
+        Error::NeliPanic(text)
+    })
 }
 
 /// The extack message if the kernel sent one, else strerror(errno).
@@ -513,12 +550,12 @@ where
     let (mut reply, mut acked) = (None, false);
     while reply.is_none() || (want_ack && !acked) {
         // One datagram, parsed lazily into typed messages.
-        let messages = match sock.recv::<u16, P>() {
+        let mut messages = match sock.recv::<u16, P>() {
             Ok((messages, _groups)) => messages,
             Err(SocketError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(RequestError::Socket(e)),
         };
-        for message in messages {
+        while let Some(message) = neli_parse(|| messages.next())? {
             let message = message.map_err(RequestError::Socket)?;
             if *message.nl_seq() != seq {
                 continue; // a late answer to an earlier request that timed out
@@ -552,11 +589,13 @@ fn router_request<P, R>(
 where
     P: Size + ToBytes + FromBytesWithInput<Input = usize> + Debug,
 {
-    let answers = router
+    let mut answers = router
         .send::<u16, P, u16, P>(nl_type, flags, NlPayload::Payload(payload))
         .map_err(RequestError::Router)?;
     let mut reply = None;
-    for answer in answers {
+    // The router thread parsed the datagram; `next()` parses the payload
+    // as `P` here.
+    while let Some(answer) = neli_parse(|| answers.next())? {
         let answer = answer.map_err(RequestError::Router)?;
         if *answer.nl_seq() != seq {
             let msg = format!(
@@ -725,8 +764,7 @@ impl GenlClient {
             Mode::Router => {
                 let name = family.to_string();
                 conn.on_router(move |router, _seq| {
-                    router
-                        .resolve_genl_family(&name)
+                    neli_parse(|| router.resolve_genl_family(&name))?
                         .map_err(|e| router_error(e, libc::NETLINK_GENERIC, timeout))
                 })
             }
@@ -887,5 +925,7 @@ fn msg_of(reply: &MyGenlMsg) -> Result<Vec<u8>, Error> {
     Ok(until_nul(msg.nla_payload().as_ref()).to_vec())
 }
 
+#[cfg(test)]
+mod parser_fuzz;
 #[cfg(test)]
 mod tests;

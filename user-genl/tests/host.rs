@@ -181,3 +181,77 @@ fn genl_client_refuses_bad_messages() {
     let mut client = GenlClient::connect("nlctrl", Mode::Socket, TIMEOUT).expect("nlctrl");
     assert!(matches!(client.echo("a\0b"), Err(Error::NulInMessage)));
 }
+
+/// Send `datagram` to the netlink socket bound to `portid`, from a socket
+/// of our own: any process may, the kernel only checks that the port exists.
+fn send_to_port(portid: u32, datagram: &[u8]) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain syscall with integer arguments.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_GENERIC,
+        )
+    };
+    assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: sockaddr_nl is plain integers; all-zero is valid.
+    let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    to.nl_pid = portid;
+    // SAFETY: `datagram` and `to` are live for the call, with their sizes.
+    let sent = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            datagram.as_ptr().cast(),
+            datagram.len(),
+            0,
+            (&raw const to).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        sent,
+        datagram.len() as isize,
+        "sendto: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A header with `nlmsg_len` 0, which neli 0.7.5's parser panics on (crate
+/// quirk 6; src/parser_fuzz.rs pins it and three more), sent to our portid
+/// before a request. Socket mode: the request returns Error::NeliPanic.
+/// Router mode: the panic ends neli's router thread, so the request times
+/// out and the client then refuses further requests.
+#[test]
+fn a_datagram_neli_panics_on_is_an_error() {
+    let mut poison = 0u32.to_ne_bytes().to_vec(); // nlmsg_len 0
+    poison.extend_from_slice(&GENL_ID_CTRL.to_ne_bytes());
+    poison.extend_from_slice(&[0; 10]); // flags, seq, pid
+    let timeout = Duration::from_millis(300);
+    for mode in MODES {
+        let mut client =
+            RawClient::connect(libc::NETLINK_GENERIC, mode, timeout).expect("NETLINK_GENERIC");
+        send_to_port(client.portid(), &poison);
+        let err = client
+            .request(NLMSG_NOOP, true, b"")
+            .expect_err("the poison comes first");
+        match mode {
+            Mode::Socket => {
+                if cfg!(debug_assertions) {
+                    assert!(matches!(err, Error::NeliPanic(_)), "{err:?}");
+                }
+                // The socket is still usable: the kernel's ack is next.
+                let next = client.request(NLMSG_NOOP, true, b"");
+                assert!(matches!(next, Err(Error::NoReply { .. })), "{next:?}");
+            }
+            Mode::Router => {
+                assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+                let next = client.request(NLMSG_NOOP, true, b"");
+                assert!(matches!(next, Err(Error::RouterStuck)), "{next:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! Parser fuzz tests for what neli parses for us: the three message types
+//! our client receives (`Nlmsghdr<u16, P>` with `P` = `Buffer` for
+//! [`RawClient`], `Genlmsghdr<MyGenlCmd, MyGenlAttr>` for [`GenlClient`],
+//! `Genlmsghdr<CtrlCmd, CtrlAttr>` for the family lookup), parsed one by one
+//! from a datagram as `NlSocketHandle::recv`'s iterator does, the router's
+//! second step (`to_typed`), `Nlmsgerr`, and our own post-processing
+//! (`msg_of`, `family_id_of`, `kernel_error`, `strip_neli_padding`).
+//!
+//! neli 0.7.5 panics on some of these inputs (see [`neli_parse`] and the
+//! regression tests at the end, which pin the exact bytes). The properties
+//! check that (1) through [`neli_parse`], as our client calls neli, every
+//! input gives `Ok` or `Err`; (2) nothing parsed is longer than its input;
+//! (3) when neli itself panics, it is the known kind of panic, unchecked
+//! length arithmetic: any other panic is a new finding and fails the test.
+//!
+//! `cargo test -p user-genl parser_fuzz` runs them. Failures are not
+//! persisted to `proptest-regressions/`: a failing input is pinned as a
+//! plain `#[test]` with its bytes, which reads better than proptest's seed
+//! file.
+
+use std::io::Cursor;
+
+use neli::err::NlmsghdrErr;
+use neli::nl::Nlmsghdr;
+use neli::FromBytes;
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+use super::*;
+
+/// Cases per property: enough to reach every branch of these small parsers
+/// many times, within a few seconds in a debug build.
+const CASES: u32 = 2000;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: CASES,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+// The wire format, for the generators (user-raw has the same, documented).
+const NLMSG_HDRLEN: usize = 16;
+const NLA_HDRLEN: usize = 4;
+const NLA_F_NESTED: u16 = 0x8000;
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+const NLM_F_REQUEST: u16 = 0x01;
+const NLM_F_MULTI: u16 = 0x02;
+const NLM_F_CAPPED: u16 = 0x100;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+
+const fn align4(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+/// `struct nlmsghdr`, to build test input.
+struct NlMsgHdr {
+    nlmsg_len: u32,
+    nlmsg_type: u16,
+    nlmsg_flags: u16,
+    nlmsg_seq: u32,
+    nlmsg_pid: u32,
+}
+
+impl NlMsgHdr {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut b = self.nlmsg_len.to_ne_bytes().to_vec();
+        b.extend_from_slice(&self.nlmsg_type.to_ne_bytes());
+        b.extend_from_slice(&self.nlmsg_flags.to_ne_bytes());
+        b.extend_from_slice(&self.nlmsg_seq.to_ne_bytes());
+        b.extend_from_slice(&self.nlmsg_pid.to_ne_bytes());
+        b
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Generators: well-formed shapes with lengths that lie
+// ---------------------------------------------------------------------------
+
+/// A length field: mostly `correct`, else 0..min, just past the end, huge,
+/// or anything. `pick` chooses the case, `x` the value within it.
+fn lie(correct: usize, min: usize, max: u64, pick: u8, x: u64) -> u64 {
+    let correct = correct as u64;
+    match pick {
+        0..=5 => correct,
+        6 => x % min as u64,      // shorter than its own header
+        7 => correct + 1 + x % 8, // past the end of the buffer
+        8 => max - x % 16,        // huge: 0xffff_fff0 and up
+        9 => correct + 1 + x % 3, // unaligned
+        _ => x % (max + 1),       // anything
+    }
+    .min(max)
+}
+
+/// The pieces `lie` needs, as a strategy.
+fn lie_choice() -> impl Strategy<Value = (u8, u64)> {
+    (0u8..11, any::<u64>())
+}
+
+/// An attribute value: an integer, a string with or without its NUL (or
+/// with one inside), or any bytes.
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        any::<u16>().prop_map(|v| v.to_ne_bytes().to_vec()),
+        any::<u32>().prop_map(|v| v.to_ne_bytes().to_vec()),
+        "[a-z_]{0,12}".prop_map(|s| [s.as_bytes(), b"\0"].concat()),
+        "[a-z_]{0,12}".prop_map(String::into_bytes), // no NUL
+        "[a-z]{1,4}\0[a-z]{0,4}\0?".prop_map(String::into_bytes),
+        vec(any::<u8>(), 0..16),
+    ]
+}
+
+/// One `struct nlattr` with its padding: small types (so that the parsers'
+/// own types 1..6 are hit), maybe a lying `nla_len`, maybe nested.
+fn attr_run() -> impl Strategy<Value = Vec<u8>> {
+    let leaf = (0u16..8, value(), lie_choice()).prop_map(|(ty, v, l)| tlv(ty, &v, l));
+    let one = leaf.prop_recursive(3, 48, 4, |inner| {
+        (0u16..8, vec(inner, 0..4), lie_choice())
+            .prop_map(|(ty, attrs, l)| tlv(ty | NLA_F_NESTED, &attrs.concat(), l))
+    });
+    vec(one, 0..5).prop_map(|attrs| attrs.concat())
+}
+
+fn tlv(ty: u16, value: &[u8], (pick, x): (u8, u64)) -> Vec<u8> {
+    let len = lie(NLA_HDRLEN + value.len(), NLA_HDRLEN, 0xffff, pick, x) as u16;
+    let mut b = [len.to_ne_bytes(), ty.to_ne_bytes()].concat();
+    b.extend_from_slice(value);
+    b.resize(align4(b.len()), 0);
+    b
+}
+
+/// A message payload: generic netlink (header + attributes), an
+/// `NLMSG_ERROR` body (error, request header with its own lying length,
+/// copied request, TLVs), or any bytes.
+fn payload() -> impl Strategy<Value = Vec<u8>> {
+    let genl = (0u8..4, any::<u8>(), attr_run())
+        .prop_map(|(cmd, version, attrs)| [vec![cmd, version, 0, 0], attrs].concat());
+    let error = (
+        prop_oneof![Just(0i32), Just(-22), any::<i32>()],
+        lie_choice(),
+        vec(any::<u8>(), 0..12),
+        attr_run(),
+    )
+        .prop_map(|(error, l, copied, tlvs)| {
+            let inner = NlMsgHdr {
+                nlmsg_len: lie(
+                    NLMSG_HDRLEN + copied.len(),
+                    NLMSG_HDRLEN,
+                    u32::MAX.into(),
+                    l.0,
+                    l.1,
+                ) as u32,
+                nlmsg_type: 0x10,
+                nlmsg_flags: NLM_F_REQUEST,
+                nlmsg_seq: 1,
+                nlmsg_pid: 0,
+            };
+            let mut b = error.to_ne_bytes().to_vec();
+            b.extend_from_slice(&inner.to_bytes());
+            b.extend_from_slice(&copied);
+            b.resize(align4(b.len()), 0);
+            b.extend_from_slice(&tlvs);
+            b
+        });
+    prop_oneof![genl, error, vec(any::<u8>(), 0..40)]
+}
+
+/// Message types worth hitting: the control types, the echo type, the
+/// controller's id, a family id, anything.
+fn msg_type() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        Just(NLMSG_NOOP),
+        Just(NLMSG_ERROR),
+        Just(NLMSG_DONE),
+        Just(NLMSG_OVERRUN),
+        Just(proto::ECHO_MSG_TYPE),
+        Just(FAMILY),
+        any::<u16>(),
+    ]
+}
+
+/// The family id and sequence number the receive paths are called with.
+const FAMILY: u16 = 0x1a;
+const SEQ: u32 = 1;
+
+/// A datagram of 1..4 messages with lying `nlmsg_len`s, then cut short
+/// (or not).
+fn datagram() -> impl Strategy<Value = Vec<u8>> {
+    let message = (
+        msg_type(),
+        prop_oneof![
+            Just(0u16),
+            Just(NLM_F_ACK_TLVS),
+            Just(NLM_F_ACK_TLVS | NLM_F_CAPPED),
+            Just(NLM_F_MULTI),
+            any::<u16>()
+        ],
+        prop_oneof![Just(SEQ), any::<u32>()],
+        payload(),
+        lie_choice(),
+    )
+        .prop_map(|(ty, flags, seq, payload, (pick, x))| {
+            let hdr = NlMsgHdr {
+                nlmsg_len: lie(
+                    NLMSG_HDRLEN + payload.len(),
+                    NLMSG_HDRLEN,
+                    u32::MAX.into(),
+                    pick,
+                    x,
+                ) as u32,
+                nlmsg_type: ty,
+                nlmsg_flags: flags,
+                nlmsg_seq: seq,
+                nlmsg_pid: 0,
+            };
+            let mut b = hdr.to_bytes();
+            b.extend_from_slice(&payload);
+            b.resize(align4(b.len()), 0);
+            b
+        });
+    (vec(message, 1..4), any::<prop::sample::Index>(), 0u8..4).prop_map(|(msgs, cut, how)| {
+        let all = msgs.concat();
+        match how {
+            0 => all[..cut.index(all.len() + 1)].to_vec(), // truncated anywhere
+            _ => all,
+        }
+    })
+}
+
+/// Arbitrary bytes, or a structured datagram.
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![vec(any::<u8>(), 0..256), datagram()]
+}
+
+// ---------------------------------------------------------------------------
+// neli, as our client calls it
+// ---------------------------------------------------------------------------
+
+/// The messages of one datagram, parsed as `NlSocketHandle::recv`'s
+/// `NlBufferIter` does (neli 0.7.5, src/iter.rs: `Nlmsghdr::from_bytes` on
+/// one cursor until its end or the first error), each call through
+/// [`neli_parse`] as in `socket_request`.
+fn neli_messages<P>(datagram: &[u8]) -> Result<Vec<Nlmsghdr<u16, P>>, Error>
+where
+    P: Size + FromBytesWithInput<Input = usize> + Debug,
+{
+    let mut cursor = Cursor::new(datagram);
+    let mut messages = Vec::new();
+    while (cursor.position() as usize) < datagram.len() {
+        match neli_parse(|| Nlmsghdr::<u16, P>::from_bytes(&mut cursor))? {
+            Ok(message) => messages.push(message),
+            Err(_) => break, // NlBufferIter yields the error and stops
+        }
+    }
+    Ok(messages)
+}
+
+/// Run `parse` as neli itself would, with no guard, and report a panic:
+/// `Err(message)`.
+fn raw<T>(parse: impl FnOnce() -> T) -> Result<T, String> {
+    neli_parse(parse).map_err(|e| match e {
+        Error::NeliPanic(text) => text,
+        other => other.to_string(),
+    })
+}
+
+/// The kind of panic neli 0.7.5 is known for: length arithmetic on
+/// unchecked header fields (overflow in debug builds; in release builds the
+/// wrapped length then fails to allocate). Anything else is a new finding.
+fn is_known_neli_panic(text: &str) -> bool {
+    text.contains("attempt to subtract with overflow")
+        || text.contains("attempt to add with overflow")
+        || text.contains("capacity overflow")
+}
+
+/// Everything our client does with the messages of a received datagram,
+/// for each payload type it receives; with size checks.
+fn parse_as_our_client(datagram: &[u8]) {
+    let len = datagram.len();
+    // RawClient: the payload as bytes, then the padding we strip.
+    if let Ok(messages) = neli_messages::<Buffer>(datagram) {
+        assert!(messages.len() <= len / NLMSG_HDRLEN);
+        for message in &messages {
+            match message.nl_payload() {
+                NlPayload::Payload(p) => {
+                    assert!(p.len() <= len);
+                    for sent in [0, 1, p.len().saturating_sub(3), p.len()] {
+                        assert!(strip_neli_padding(sent, p.as_ref().to_vec()).len() <= p.len());
+                    }
+                }
+                NlPayload::Err(err) => check_kernel_error(err, len),
+                NlPayload::Ack(_) | NlPayload::DumpExtAck(_) | NlPayload::Empty => {}
+            }
+            // Router mode: the router thread parsed it as Buffer; the
+            // receiver handle's next() makes it typed on our side.
+            if let Ok(Ok(typed)) = neli_parse(|| message.clone().to_typed::<u16, MyGenlMsg>()) {
+                check_genl(typed.nl_payload(), len);
+            }
+            if let Ok(Ok(typed)) = neli_parse(|| message.clone().to_typed::<u16, CtrlMsg>()) {
+                check_ctrl(typed.nl_payload(), len);
+            }
+        }
+    }
+    // GenlClient, and its family lookup in socket mode.
+    if let Ok(messages) = neli_messages::<MyGenlMsg>(datagram) {
+        for message in &messages {
+            check_genl(message.nl_payload(), len);
+        }
+    }
+    if let Ok(messages) = neli_messages::<CtrlMsg>(datagram) {
+        for message in &messages {
+            check_ctrl(message.nl_payload(), len);
+        }
+    }
+}
+
+fn check_kernel_error<P>(err: &Nlmsgerr<P>, len: usize) {
+    assert!(err.ext_ack().len() <= len / NLA_HDRLEN);
+    if let Error::Kernel { extack, .. } = kernel_error(err) {
+        assert!(extack.map_or(0, |s| s.len()) <= 3 * len); // lossy UTF-8
+    }
+}
+
+fn check_genl(payload: &NlPayload<u16, MyGenlMsg>, len: usize) {
+    match payload {
+        NlPayload::Payload(reply) => {
+            assert!(reply.attrs().len() <= len / NLA_HDRLEN);
+            if let Ok(msg) = msg_of(reply) {
+                assert!(msg.len() <= len);
+            }
+        }
+        NlPayload::Err(err) => check_kernel_error(err, len),
+        _ => {}
+    }
+}
+
+fn check_ctrl(payload: &NlPayload<u16, CtrlMsg>, len: usize) {
+    match payload {
+        NlPayload::Payload(reply) => {
+            assert!(reply.attrs().len() <= len / NLA_HDRLEN);
+            let _ = family_id_of(reply);
+        }
+        NlPayload::Err(err) => check_kernel_error(err, len),
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Through `neli_parse`, as the client calls neli: `Ok` or `Err`, and
+    /// bounded sizes.
+    #[test]
+    fn parser_fuzz_neli_as_our_client(buf in bytes()) {
+        parse_as_our_client(&buf);
+    }
+
+    /// neli unguarded: a panic must be of the known kind.
+    #[test]
+    fn parser_fuzz_neli_panics_only_as_known(buf in bytes()) {
+        let mut cursor = Cursor::new(&buf[..]);
+        while (cursor.position() as usize) < buf.len() {
+            match raw(|| Nlmsghdr::<u16, Buffer>::from_bytes(&mut cursor)) {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => break,
+                Err(panic) => {
+                    prop_assert!(is_known_neli_panic(&panic), "new neli panic {panic:?} on {buf:02x?}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// `Nlmsgerr` on its own, as `NlPayload` parses it after the errno.
+    #[test]
+    fn parser_fuzz_neli_nlmsgerr(buf in prop_oneof![vec(any::<u8>(), 0..96), payload()]) {
+        let parsed = raw(|| {
+            Nlmsgerr::<NlmsghdrErr<u16, Buffer>>::from_bytes_with_input(&mut Cursor::new(&buf[..]), buf.len())
+        });
+        match parsed {
+            Ok(Ok(err)) => check_kernel_error(&err, buf.len()),
+            Ok(Err(_)) => {}
+            Err(panic) => prop_assert!(is_known_neli_panic(&panic), "new neli panic {panic:?} on {buf:02x?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// neli 0.7.5's panics, pinned with their exact bytes (x86_64: little endian)
+// ---------------------------------------------------------------------------
+
+/// Decode a hex string (spaces ignored), as the README lists the inputs.
+fn hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).expect("ascii"), 16).expect("hex"))
+        .collect()
+}
+
+/// The inputs on which neli panics (debug builds), with what it computes.
+const NELI_PANICS: [(&str, &str); 4] = [
+    // nlmsg_len 0 (< 16): `nl_len - header_size()` in Nlmsghdr::from_bytes.
+    ("00000000 1000 0000 01000000 00000000", "nlmsg_len below 16"),
+    // NLMSG_ERROR, error -22, copied request with nlmsg_len 0:
+    // `nl_len - header_size()` in NlmsghdrErr::from_bytes.
+    (
+        "24000000 0200 0000 01000000 00000000 eaffffff 00000000 1000 0000 01000000 00000000",
+        "NLMSG_ERROR whose copied request has nlmsg_len below 16",
+    ),
+    // NLMSG_ERROR (nlmsg_len 36), error -22, copied request claiming 20
+    // bytes, 4 more than the error holds, and 4 bytes after it in the
+    // datagram: `input - 4 - nlmsg.padded_size()` in NlPayload.
+    (
+        "24000000 0200 0000 01000000 00000000 eaffffff 14000000 1000 0000 01000000 00000000 00000000",
+        "NLMSG_ERROR whose copied request runs past the error",
+    ),
+    // NLMSG_DONE with NLM_F_MULTI and no payload (nlmsg_len 16), not last in
+    // the datagram: neli reads an errno from the next message, then
+    // `input - 4` in Nlmsgerr::<()>::from_bytes_with_input.
+    (
+        "10000000 0300 0200 01000000 00000000 10000000 0300 0000 01000000 00000000",
+        "empty NLMSG_DONE with NLM_F_MULTI followed by another message",
+    ),
+];
+
+/// neli panics on each input: this fails once neli checks its lengths,
+/// and then the README's list and [`neli_parse`] can go.
+#[test]
+fn neli_panics_on_the_known_inputs() {
+    for (input, what) in NELI_PANICS {
+        let datagram = hex(input);
+        let mut cursor = Cursor::new(&datagram[..]);
+        let mut result = Ok(Ok(None));
+        while (cursor.position() as usize) < datagram.len() {
+            result = raw(|| Nlmsghdr::<u16, Buffer>::from_bytes(&mut cursor).map(Some));
+            if !matches!(result, Ok(Ok(_))) {
+                break;
+            }
+        }
+        if cfg!(debug_assertions) {
+            let panic = result.expect_err(what);
+            assert!(is_known_neli_panic(&panic), "{what}: {panic}");
+        }
+    }
+}
+
+/// Our client turns each of them into an error, for every payload type.
+#[test]
+fn our_client_returns_an_error_on_the_known_inputs() {
+    for (input, what) in NELI_PANICS {
+        let datagram = hex(input);
+        parse_as_our_client(&datagram); // no panic escapes
+        if cfg!(debug_assertions) {
+            for result in [
+                neli_messages::<Buffer>(&datagram).map(|_| ()),
+                neli_messages::<MyGenlMsg>(&datagram).map(|_| ()),
+                neli_messages::<CtrlMsg>(&datagram).map(|_| ()),
+            ] {
+                let err = result.expect_err(what);
+                assert!(matches!(err, Error::NeliPanic(_)), "{what}: {err:?}");
+                assert!(
+                    err.to_string().starts_with("neli panicked parsing"),
+                    "{err}"
+                );
+            }
+        }
+    }
+}
