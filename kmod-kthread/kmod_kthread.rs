@@ -155,9 +155,18 @@ impl Queue {
         Some(core::mem::replace(&mut state.requests, KVec::new()))
     }
 
+    /// Ends `pop_all` for good. The requests still queued are dropped
+    /// unanswered: their senders are gone, as every userspace socket of the
+    /// unit pins the module.
     fn stop(&self) {
-        self.state.lock().stopping = true;
+        let mut state = self.state.lock();
+        state.stopping = true;
+        let unanswered = state.requests.len();
+        drop(state);
         self.work.notify_all();
+        if unanswered > 0 {
+            pr_info!("stopping: {} queued requests dropped\n", unanswered);
+        }
     }
 }
 

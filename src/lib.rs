@@ -39,7 +39,12 @@ impl Kmod {
 
     /// Loads the module (`insmod`); the error carries insmod's message.
     pub fn insmod(self) -> Result<(), String> {
-        run(Command::new("insmod").arg(self.ko()))
+        self.insmod_with(&[])
+    }
+
+    /// Loads the module with parameters such as `"capacity=16"`.
+    pub fn insmod_with(self, params: &[&str]) -> Result<(), String> {
+        run(Command::new("insmod").arg(self.ko()).args(params))
     }
 
     /// Unloads the module (`rmmod`); the error carries rmmod's message, e.g.
@@ -101,10 +106,68 @@ pub fn with_module_unloaded(module: Kmod, f: impl FnOnce()) {
 /// that tests which put hundreds of replies in flight measure the module,
 /// not the socket's default limit.
 pub fn big_receive_buffers() {
+    set_receive_buffers(16 << 20).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Sets the receive buffer that new sockets get (`net.core.rmem_default`,
+/// and `rmem_max` to match), as root.
+pub fn set_receive_buffers(bytes: usize) -> Result<(), String> {
     for knob in [
         "/proc/sys/net/core/rmem_max",
         "/proc/sys/net/core/rmem_default",
     ] {
-        std::fs::write(knob, "16777216").unwrap_or_else(|e| panic!("cannot write {knob}: {e}"));
+        std::fs::write(knob, bytes.to_string()).map_err(|e| format!("cannot write {knob}: {e}"))?;
     }
+    Ok(())
+}
+
+/// Kernel log lines that fail a VM run. (kmemleak's reports are read from
+/// its debugfs file instead: see [`kmemleak_reports`].)
+pub const SPLATS: &[&str] = &[
+    "Kernel panic",
+    "Oops:",
+    "BUG:",
+    "WARNING:",
+    "KASAN:",
+    "UBSAN:",
+    "possible recursive locking",
+    "possible circular locking",
+    "inconsistent lock state",
+    "suspicious RCU usage",
+    "general protection fault",
+    "Call Trace:",
+    "blocked for more than",
+    "rcu: INFO:",
+];
+
+/// The lines of a kernel log that show a problem: a [`SPLATS`] line or a
+/// failed KUnit test ("not ok 3 - rust_doctest_...").
+pub fn splats(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| SPLATS.iter().any(|s| l.contains(s)) || is_kunit_failure(l))
+        .collect()
+}
+
+fn is_kunit_failure(line: &str) -> bool {
+    line.split("not ok ")
+        .nth(1)
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// Splits the text of `/sys/kernel/debug/kmemleak` into its reports, and
+/// returns how many there are and those that involve our modules or
+/// netlink (a backtrace through `kmod_*`, `netlink`, `genl` or Rust code).
+/// The others are boot-time allocations of other subsystems.
+pub fn kmemleak_reports(text: &str) -> (usize, Vec<String>) {
+    let reports: Vec<&str> = text.split("unreferenced object").skip(1).collect();
+    let ours = reports
+        .iter()
+        .filter(|r| {
+            ["kmod_", "netlink", "genl", "rust_"]
+                .iter()
+                .any(|k| r.contains(k))
+        })
+        .map(|r| format!("unreferenced object{r}"))
+        .collect();
+    (reports.len(), ours)
 }

@@ -8,6 +8,7 @@
 //! cargo xtask test [--debug]         host tests, then the VM integration tests
 //! cargo xtask demo                   every client against every module: a table
 //! cargo xtask bench [--quick]        criterion benches in the VM, with a summary
+//! cargo xtask harden [--quick]       fuzz, flood and unload every module (debug kernel)
 //! ```
 //!
 //! Everything it needs (Debian packages, bindgen, virtme-ng) it installs
@@ -16,6 +17,7 @@
 mod bench;
 mod demo;
 mod deps;
+mod harden;
 mod kernel;
 mod kmod;
 mod test;
@@ -71,7 +73,8 @@ enum Cmd {
     },
     /// Run the host tests, then the VM integration tests.
     Test {
-        /// Run the VM tests on the debug kernel (much slower).
+        /// Run the VM tests on the debug kernel (much slower), followed by
+        /// `harden --quick` in the same boot.
         #[arg(long)]
         debug: bool,
     },
@@ -84,6 +87,16 @@ enum Cmd {
         /// Short measurements: a few minutes in all, for smoke runs.
         #[arg(long)]
         quick: bool,
+    },
+    /// Fuzz, flood, hammer and unload every module in a VM on the debug
+    /// kernel; print a table and write target/rosetta/harden.json.
+    Harden {
+        /// A few thousand messages and 10 load cycles per module.
+        #[arg(long)]
+        quick: bool,
+        /// The fuzzing seed, to replay a failure (decimal or 0x hex).
+        #[arg(long)]
+        seed: Option<String>,
     },
 }
 
@@ -133,6 +146,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
         Cmd::Test { debug } => test::run_tests(flavour(debug)),
         Cmd::Demo => demo::run_demo(),
         Cmd::Bench { quick } => bench::run_bench(quick),
+        Cmd::Harden { quick, seed } => harden::run_harden(quick, seed),
     }
 }
 

@@ -7,7 +7,8 @@
 //!    of the root package are compiled, and one VM boot runs all of them
 //!    with `--ignored --test-threads=1` (some tests unload and reload
 //!    modules, which must not overlap with the others), every module loaded,
-//!    then runs every benchmark once (criterion's `--test` mode).
+//!    then runs every benchmark once (criterion's `--test` mode); on the
+//!    debug kernel, then `rosetta-harden --quick` (see `harden.rs`).
 
 use crate::util::{root, run, step};
 use crate::vm;
@@ -66,24 +67,38 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         " && echo '==> benches in test mode' && CRITERION_HOME=/tmp/criterion {} --test",
         bench.display()
     );
+    let debug = flavour == crate::kernel::Flavour::Debug;
+    if debug {
+        // The hardening's quick mode, in the same (slow to boot) VM.
+        script += &format!(
+            " && echo '==> harden --quick' && {}",
+            crate::harden::guest_command(true, None)?
+        );
+    }
     step(format!(
-        "VM integration tests: {} test binaries",
-        binaries.len()
+        "VM integration tests: {} test binaries{}",
+        binaries.len(),
+        if debug { ", then harden --quick" } else { "" }
     ));
     let rc = vm::run(&vm::VmRun {
         kernel: &kernel,
         modules: vm::all_kmods().map(|m| m.0.to_string()).collect(),
         cmd: vec!["sh".into(), "-c".into(), script],
         // A KASAN kernel under TCG boots in minutes and runs slowly.
-        timeout: Duration::from_secs(if flavour == crate::kernel::Flavour::Debug {
-            3600
-        } else {
-            900
-        }),
+        timeout: Duration::from_secs(if debug { 3600 } else { 900 }),
         cpus: 2,
-        rw_dirs: Vec::new(),
+        rw_dirs: if debug {
+            vec![crate::harden::run_dir()]
+        } else {
+            Vec::new()
+        },
         verbose: false,
     })?;
+    if debug {
+        if let Ok(report) = crate::harden::collect() {
+            step(format!("hardening report: {}", report.display()));
+        }
+    }
     if rc != 0 {
         bail!("VM integration tests failed (exit status {rc})");
     }

@@ -11,6 +11,7 @@
 use crate::kernel::{Flavour, Kernel};
 use crate::util::{root, show, step};
 use anyhow::{bail, Context, Result};
+use netlink_rosetta::splats;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -63,40 +64,6 @@ fn module_name(short: &str) -> &'static str {
 
 pub fn known() -> String {
     all_kmods().map(|m| m.0).collect::<Vec<_>>().join(", ")
-}
-
-/// Lines of a kernel log that fail a run. (kmemleak's reports are read
-/// from its debugfs file instead: see `check_kmemleak`.)
-const SPLATS: &[&str] = &[
-    "Kernel panic",
-    "Oops:",
-    "BUG:",
-    "WARNING:",
-    "KASAN:",
-    "UBSAN:",
-    "possible recursive locking",
-    "possible circular locking",
-    "inconsistent lock state",
-    "suspicious RCU usage",
-    "general protection fault",
-    "Call Trace:",
-    "blocked for more than",
-    "rcu: INFO:",
-];
-
-/// Kernel log lines showing a problem.
-pub fn splats(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| SPLATS.iter().any(|s| l.contains(s)) || is_kunit_failure(l))
-        .collect()
-}
-
-/// A failed KUnit test ("not ok 3 - rust_doctest_..."), the doc examples of
-/// the `kernel` crate included.
-fn is_kunit_failure(line: &str) -> bool {
-    line.split("not ok ")
-        .nth(1)
-        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 fn sh_quote(s: &str) -> String {
@@ -306,24 +273,16 @@ fn check_kmemleak(file: &std::path::Path) -> Result<()> {
             file.display()
         )
     })?;
-    let reports: Vec<&str> = text.split("unreferenced object").skip(1).collect();
-    let ours: Vec<&&str> = reports
-        .iter()
-        .filter(|r| {
-            ["kmod_", "netlink", "genl", "rust_"]
-                .iter()
-                .any(|k| r.contains(k))
-        })
-        .collect();
+    let (reports, ours) = netlink_rosetta::kmemleak_reports(&text);
     eprintln!(
         "    kmemleak: {} reports, {} involving our modules or netlink ({})",
-        reports.len(),
+        reports,
         ours.len(),
         file.display()
     );
     if !ours.is_empty() {
         for r in &ours {
-            eprintln!("unreferenced object{r}");
+            eprintln!("{r}");
         }
         bail!(
             "kmemleak found leaks involving our modules or netlink: {}",

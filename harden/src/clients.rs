@@ -1,0 +1,202 @@
+//! The three client libraries behind one interface, so that the floods,
+//! the concurrency runs and the load cycles use every one of them.
+
+use proto::GENL_FAMILY_NAME;
+use std::time::Duration;
+use user_genl::{GenlClient, Mode, RawClient};
+use user_libnl_style::{echo_genl, echo_raw, NlSock};
+
+/// A project module, and how clients reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Module {
+    Raw,
+    Kthread,
+    Genl,
+}
+
+impl Module {
+    pub const ALL: [Module; 3] = [Module::Raw, Module::Kthread, Module::Genl];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Module::Raw => "raw",
+            Module::Kthread => "kthread",
+            Module::Genl => "genl",
+        }
+    }
+
+    pub fn kmod(self) -> netlink_rosetta::Kmod {
+        match self {
+            Module::Raw => netlink_rosetta::RAW,
+            Module::Kthread => netlink_rosetta::KTHREAD,
+            Module::Genl => netlink_rosetta::GENL,
+        }
+    }
+
+    /// The raw unit, or `None` for the genl family.
+    pub fn unit(self) -> Option<i32> {
+        match self {
+            Module::Raw => Some(proto::RAW_UNIT),
+            Module::Kthread => Some(proto::KTHREAD_UNIT),
+            Module::Genl => None,
+        }
+    }
+}
+
+/// The client libraries: `user-raw`, `user-libnl-style`, and `user-genl`
+/// (neli) through its router and through its plain socket.
+#[derive(Clone, Copy, Debug)]
+pub enum Lib {
+    Raw,
+    LibnlStyle,
+    Neli,
+    NeliSocket,
+}
+
+impl Lib {
+    pub const ALL: [Lib; 4] = [Lib::Raw, Lib::LibnlStyle, Lib::Neli, Lib::NeliSocket];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lib::Raw => "raw",
+            Lib::LibnlStyle => "libnl-style",
+            Lib::Neli => "neli",
+            Lib::NeliSocket => "neli-socket",
+        }
+    }
+}
+
+/// Why an echo failed: the module is not there (not loaded, or unloaded
+/// under us), or anything else, which is a finding.
+#[derive(Debug)]
+pub enum Fail {
+    Absent(String),
+    Other(String),
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fail::Absent(e) => write!(f, "module absent: {e}"),
+            Fail::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+fn from_raw(e: user_raw::Error) -> Fail {
+    use user_raw::Error as E;
+    match e {
+        E::UnitUnavailable { .. } | E::FamilyNotFound { .. } => Fail::Absent(e.to_string()),
+        E::Kernel {
+            errno: libc::ENOENT,
+            ..
+        } => Fail::Absent(e.to_string()),
+        _ => Fail::Other(e.to_string()),
+    }
+}
+
+fn from_libnl(e: user_libnl_style::Error) -> Fail {
+    use user_libnl_style::Error as E;
+    match e {
+        E::UnitUnavailable { .. } | E::FamilyNotFound { .. } => Fail::Absent(e.to_string()),
+        E::Kernel {
+            errno: libc::ENOENT,
+            ..
+        } => Fail::Absent(e.to_string()),
+        _ => Fail::Other(e.to_string()),
+    }
+}
+
+fn from_neli(e: user_genl::Error) -> Fail {
+    use user_genl::Error as E;
+    match e {
+        E::UnitUnavailable { .. } | E::FamilyNotFound { .. } => Fail::Absent(e.to_string()),
+        E::Kernel {
+            errno: libc::ENOENT,
+            ..
+        } => Fail::Absent(e.to_string()),
+        _ => Fail::Other(e.to_string()),
+    }
+}
+
+/// A connected client of one library to one module.
+pub enum Client {
+    Raw(user_raw::Socket),
+    RawGenl(user_raw::Socket, u16),
+    Libnl(NlSock),
+    LibnlGenl(NlSock, u16),
+    Neli(RawClient),
+    NeliGenl(GenlClient),
+}
+
+/// How long a client waits for an answer: generous, for the debug kernel.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Client {
+    /// Opens the socket and, for genl, resolves the family.
+    pub fn connect(lib: Lib, module: Module) -> Result<Client, Fail> {
+        let mode = |lib| match lib {
+            Lib::NeliSocket => Mode::Socket,
+            _ => Mode::Router,
+        };
+        let mut client = match (lib, module.unit()) {
+            (Lib::Raw, Some(unit)) => {
+                Client::Raw(user_raw::Socket::connect(unit).map_err(from_raw)?)
+            }
+            (Lib::Raw, None) => {
+                let mut sock = user_raw::Socket::connect_genl().map_err(from_raw)?;
+                let family = sock.resolve_family(GENL_FAMILY_NAME).map_err(from_raw)?;
+                Client::RawGenl(sock, family.id)
+            }
+            (Lib::LibnlStyle, Some(unit)) => {
+                Client::Libnl(NlSock::connect(unit).map_err(from_libnl)?)
+            }
+            (Lib::LibnlStyle, None) => {
+                let mut sk = NlSock::genl_connect().map_err(from_libnl)?;
+                let family = sk.genl_ctrl_resolve(GENL_FAMILY_NAME).map_err(from_libnl)?;
+                Client::LibnlGenl(sk, family)
+            }
+            (Lib::Neli | Lib::NeliSocket, Some(unit)) => {
+                Client::Neli(RawClient::connect(unit, mode(lib), TIMEOUT).map_err(from_neli)?)
+            }
+            (Lib::Neli | Lib::NeliSocket, None) => Client::NeliGenl(
+                GenlClient::connect(GENL_FAMILY_NAME, mode(lib), TIMEOUT).map_err(from_neli)?,
+            ),
+        };
+        client.set_timeout()?;
+        Ok(client)
+    }
+
+    fn set_timeout(&mut self) -> Result<(), Fail> {
+        match self {
+            Client::Raw(s) | Client::RawGenl(s, _) => s.set_timeout(TIMEOUT).map_err(from_raw),
+            Client::Libnl(s) | Client::LibnlGenl(s, _) => {
+                s.set_timeout(TIMEOUT).map_err(from_libnl)
+            }
+            Client::Neli(_) | Client::NeliGenl(_) => Ok(()), // given to connect
+        }
+    }
+
+    /// Echoes `text` and checks that the answer is exactly it.
+    pub fn echo(&mut self, text: &str) -> Result<(), Fail> {
+        let reply = match self {
+            Client::Raw(s) => s.echo(text.as_bytes()).map_err(from_raw)?,
+            Client::RawGenl(s, family) => {
+                s.genl_echo(*family, text.as_bytes()).map_err(from_raw)?
+            }
+            Client::Libnl(s) => echo_raw(s, text.as_bytes()).map_err(from_libnl)?,
+            Client::LibnlGenl(s, family) => echo_genl(s, *family, text)
+                .map_err(from_libnl)?
+                .into_bytes(),
+            Client::Neli(c) => c.echo(text.as_bytes()).map_err(from_neli)?,
+            Client::NeliGenl(c) => c.echo(text).map_err(from_neli)?.into_bytes(),
+        };
+        if reply != text.as_bytes() {
+            return Err(Fail::Other(format!(
+                "sent {text:?}, got back {:?}: another request's answer?",
+                String::from_utf8_lossy(&reply)
+            )));
+        }
+        Ok(())
+    }
+}
