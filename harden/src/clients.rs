@@ -83,41 +83,27 @@ impl std::fmt::Display for Fail {
     }
 }
 
-fn from_raw(e: user_raw::Error) -> Fail {
-    use user_raw::Error as E;
-    match e {
-        E::UnitUnavailable { .. } | E::FamilyNotFound { .. } => Fail::Absent(e.to_string()),
-        E::Kernel {
-            errno: libc::ENOENT,
-            ..
-        } => Fail::Absent(e.to_string()),
-        _ => Fail::Other(e.to_string()),
-    }
+/// Sorts a client library's error: the three name the same cases alike.
+macro_rules! sort_error {
+    ($name:ident, $error:ty) => {
+        fn $name(e: $error) -> Fail {
+            type E = $error;
+            match e {
+                E::UnitUnavailable { .. }
+                | E::FamilyNotFound { .. }
+                | E::Kernel {
+                    errno: libc::ENOENT,
+                    ..
+                } => Fail::Absent(e.to_string()),
+                _ => Fail::Other(e.to_string()),
+            }
+        }
+    };
 }
 
-fn from_libnl(e: user_libnl_style::Error) -> Fail {
-    use user_libnl_style::Error as E;
-    match e {
-        E::UnitUnavailable { .. } | E::FamilyNotFound { .. } => Fail::Absent(e.to_string()),
-        E::Kernel {
-            errno: libc::ENOENT,
-            ..
-        } => Fail::Absent(e.to_string()),
-        _ => Fail::Other(e.to_string()),
-    }
-}
-
-fn from_neli(e: user_genl::Error) -> Fail {
-    use user_genl::Error as E;
-    match e {
-        E::UnitUnavailable { .. } | E::FamilyNotFound { .. } => Fail::Absent(e.to_string()),
-        E::Kernel {
-            errno: libc::ENOENT,
-            ..
-        } => Fail::Absent(e.to_string()),
-        _ => Fail::Other(e.to_string()),
-    }
-}
+sort_error!(from_raw, user_raw::Error);
+sort_error!(from_libnl, user_libnl_style::Error);
+sort_error!(from_neli, user_genl::Error);
 
 /// A connected client of one library to one module.
 pub enum Client {

@@ -618,11 +618,14 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
     let portid = sock.portid();
     let (mut datagrams, mut answers) = (0u64, BTreeMap::<String, u64>::new());
     let mut walked = 0u64;
-    while generator.messages < plan.messages {
+    let (send_limit, mut refused) = (send_buffer()? - 32, 0u64);
+    // Messages in datagrams that the kernel took.
+    let mut sent = 0u64;
+    while sent < plan.messages {
+        let before = generator.messages;
         let datagram = generator.datagram();
         datagrams += 1;
         let expected = expect(target, &datagram);
-        walked += count_walked(&datagram);
         let fail = |what: String| {
             anyhow::anyhow!(
                 "{what}\n  seed {} datagram #{datagrams} ({} bytes): {}",
@@ -631,8 +634,26 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
                 hex(&datagram, 96)
             )
         };
-        sock.send_datagram(&datagram)
-            .map_err(|e| fail(format!("sendmsg failed: {e}")))?;
+        // netlink_sendmsg() refuses a datagram longer than sk_sndbuf - 32.
+        let too_long = datagram.len() > send_limit;
+        match sock.send_datagram(&datagram) {
+            Err(user_raw::Error::Os { source, .. })
+                if too_long && source.raw_os_error() == Some(libc::EMSGSIZE) =>
+            {
+                refused += 1;
+                continue;
+            }
+            Err(e) => return Err(fail(e.to_string())),
+            Ok(()) if too_long => {
+                return Err(fail(format!(
+                    "sendmsg took a datagram longer than sk_sndbuf - 32 = {send_limit}"
+                )))
+            }
+            Ok(()) => {
+                sent += generator.messages - before;
+                walked += count_walked(&datagram);
+            }
+        }
         let mut pending: Vec<Option<&Expect>> = expected.iter().map(Some).collect();
         let mut received = 0;
         while received < expected.len() {
@@ -681,10 +702,17 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
     Ok(json!({
         "seed": plan.seed,
         "datagrams": datagrams,
-        "messages": generator.messages,
+        "messages": sent,
         "messages_parsed_by_kernel": walked,
+        "datagrams_refused_as_too_long": refused,
         "answers": answers,
     }))
+}
+
+/// The send buffer a new socket gets (`net.core.wmem_default`).
+fn send_buffer() -> Result<usize> {
+    let text = std::fs::read_to_string("/proc/sys/net/core/wmem_default")?;
+    text.trim().parse().context("net.core.wmem_default")
 }
 
 /// How many messages `netlink_rcv_skb()` walks in a datagram.

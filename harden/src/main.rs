@@ -274,20 +274,33 @@ fn phases<'a>(module: Module, fuzz_only: bool, sizes: &'a Sizes, seed: u64) -> V
     phases
 }
 
-/// The summary table: one row per module.
+/// The summary table: one row per module. The floods read
+/// sent = replied + errored + overrun.
 fn table(rows: &[Value]) -> String {
-    let mut out = format!(
-        "\n{:<8} {:>8} {:>7} {:>6} {:>7}  {:<34} {:<34} {}\n",
+    let line = |c: [&str; 9]| {
+        format!(
+            "{:<8} {:>7} {:>6} {:>5} {:>6} {:>6}  {:<22} {:<22} {}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+        )
+    };
+    let mut out = String::from("\n");
+    out += &line([
         "module",
         "fuzzed",
         "splats",
         "leaks",
         "cycles",
-        "flood small rcvbuf sent/rep/err/ovr",
-        "flood large rcvbuf sent/rep/err/ovr",
-        "result"
-    );
+        "echoes",
+        "flood, 64 KiB rcvbuf",
+        "flood, 64 MiB rcvbuf",
+        "result",
+    ]);
     for r in rows {
+        let cell = |v: &Value| match v {
+            Value::Null => "-".to_string(),
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
         let flood = |k: &str| {
             let f = &r[k];
             if f["sent"].is_null() {
@@ -297,27 +310,25 @@ fn table(rows: &[Value]) -> String {
                 .as_object()
                 .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
             format!(
-                "{}/{}/{}/{}",
+                "{}={}+{}+{}",
                 f["sent"], f["replied"], errored, f["overrun"]
             )
         };
-        let failures = r["failures"].as_array().map_or(0, Vec::len);
-        out += &format!(
-            "{:<8} {:>8} {:>7} {:>6} {:>7}  {:<34} {:<34} {}\n",
-            r["module"].as_str().unwrap_or("?"),
-            r["fuzz"]["messages"],
-            r["splats"],
-            r["leak_reports"],
-            r["lifecycle"]["cycles"],
-            flood("flood-small-rcvbuf"),
-            flood("flood-large-rcvbuf"),
-            if failures == 0 {
-                "ok".to_string()
-            } else {
-                format!("FAILED ({failures})")
-            }
-        );
+        let ok = r["failures"].as_array().is_some_and(Vec::is_empty);
+        out += &line([
+            &cell(&r["module"]),
+            &cell(&r["fuzz"]["messages"]),
+            &cell(&r["splats"]),
+            &cell(&r["leak_reports"]),
+            &cell(&r["lifecycle"]["cycles"]),
+            &cell(&r["concurrency"]["echoes"]),
+            &flood("flood-small-rcvbuf"),
+            &flood("flood-large-rcvbuf"),
+            if ok { "ok" } else { "FAILED" },
+        ]);
     }
+    out += "floods: sent = replied + errored + overrun; cycles: unload/load cycles; \
+            echoes: by 8 concurrent clients; \"-\": not run (leaks: no kmemleak)\n";
     out
 }
 
