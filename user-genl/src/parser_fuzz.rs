@@ -23,218 +23,24 @@ use std::io::Cursor;
 use neli::err::NlmsghdrErr;
 use neli::nl::Nlmsghdr;
 use neli::FromBytes;
-use proptest::collection::vec;
 use proptest::prelude::*;
+use rosetta_fuzzgen::{
+    config, datagram_or_noise, payload_or_noise, Favoured, NLA_HDRLEN, NLMSG_HDRLEN, NLM_F_MULTI,
+};
 
 use super::*;
-
-/// Cases per property: enough to reach every branch of these small parsers
-/// many times, within a few seconds in a debug build.
-const CASES: u32 = 2000;
-
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: CASES,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-// The wire format, for the generators (user-raw has the same, documented).
-const NLMSG_HDRLEN: usize = 16;
-const NLA_HDRLEN: usize = 4;
-const NLA_F_NESTED: u16 = 0x8000;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_OVERRUN: u16 = 4;
-const NLM_F_REQUEST: u16 = 0x01;
-const NLM_F_MULTI: u16 = 0x02;
-const NLM_F_CAPPED: u16 = 0x100;
-const NLM_F_ACK_TLVS: u16 = 0x200;
-
-const fn align4(len: usize) -> usize {
-    (len + 3) & !3
-}
-
-/// `struct nlmsghdr`, to build test input.
-struct NlMsgHdr {
-    nlmsg_len: u32,
-    nlmsg_type: u16,
-    nlmsg_flags: u16,
-    nlmsg_seq: u32,
-    nlmsg_pid: u32,
-}
-
-impl NlMsgHdr {
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut b = self.nlmsg_len.to_ne_bytes().to_vec();
-        b.extend_from_slice(&self.nlmsg_type.to_ne_bytes());
-        b.extend_from_slice(&self.nlmsg_flags.to_ne_bytes());
-        b.extend_from_slice(&self.nlmsg_seq.to_ne_bytes());
-        b.extend_from_slice(&self.nlmsg_pid.to_ne_bytes());
-        b
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Generators: well-formed shapes with lengths that lie
-// ---------------------------------------------------------------------------
-
-/// A length field: mostly `correct`, else 0..min, just past the end, huge,
-/// or anything. `pick` chooses the case, `x` the value within it.
-fn lie(correct: usize, min: usize, max: u64, pick: u8, x: u64) -> u64 {
-    let correct = correct as u64;
-    match pick {
-        0..=5 => correct,
-        6 => x % min as u64,      // shorter than its own header
-        7 => correct + 1 + x % 8, // past the end of the buffer
-        8 => max - x % 16,        // huge: 0xffff_fff0 and up
-        9 => correct + 1 + x % 3, // unaligned
-        _ => x % (max + 1),       // anything
-    }
-    .min(max)
-}
-
-/// The pieces `lie` needs, as a strategy.
-fn lie_choice() -> impl Strategy<Value = (u8, u64)> {
-    (0u8..11, any::<u64>())
-}
-
-/// An attribute value: an integer, a string with or without its NUL (or
-/// with one inside), or any bytes.
-fn value() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        any::<u16>().prop_map(|v| v.to_ne_bytes().to_vec()),
-        any::<u32>().prop_map(|v| v.to_ne_bytes().to_vec()),
-        "[a-z_]{0,12}".prop_map(|s| [s.as_bytes(), b"\0"].concat()),
-        "[a-z_]{0,12}".prop_map(String::into_bytes), // no NUL
-        "[a-z]{1,4}\0[a-z]{0,4}\0?".prop_map(String::into_bytes),
-        vec(any::<u8>(), 0..16),
-    ]
-}
-
-/// One `struct nlattr` with its padding: small types (so that the parsers'
-/// own types 1..6 are hit), maybe a lying `nla_len`, maybe nested.
-fn attr_run() -> impl Strategy<Value = Vec<u8>> {
-    let leaf = (0u16..8, value(), lie_choice()).prop_map(|(ty, v, l)| tlv(ty, &v, l));
-    let one = leaf.prop_recursive(3, 48, 4, |inner| {
-        (0u16..8, vec(inner, 0..4), lie_choice())
-            .prop_map(|(ty, attrs, l)| tlv(ty | NLA_F_NESTED, &attrs.concat(), l))
-    });
-    vec(one, 0..5).prop_map(|attrs| attrs.concat())
-}
-
-fn tlv(ty: u16, value: &[u8], (pick, x): (u8, u64)) -> Vec<u8> {
-    let len = lie(NLA_HDRLEN + value.len(), NLA_HDRLEN, 0xffff, pick, x) as u16;
-    let mut b = [len.to_ne_bytes(), ty.to_ne_bytes()].concat();
-    b.extend_from_slice(value);
-    b.resize(align4(b.len()), 0);
-    b
-}
-
-/// A message payload: generic netlink (header + attributes), an
-/// `NLMSG_ERROR` body (error, request header with its own lying length,
-/// copied request, TLVs), or any bytes.
-fn payload() -> impl Strategy<Value = Vec<u8>> {
-    let genl = (0u8..4, any::<u8>(), attr_run())
-        .prop_map(|(cmd, version, attrs)| [vec![cmd, version, 0, 0], attrs].concat());
-    let error = (
-        prop_oneof![Just(0i32), Just(-22), any::<i32>()],
-        lie_choice(),
-        vec(any::<u8>(), 0..12),
-        attr_run(),
-    )
-        .prop_map(|(error, l, copied, tlvs)| {
-            let inner = NlMsgHdr {
-                nlmsg_len: lie(
-                    NLMSG_HDRLEN + copied.len(),
-                    NLMSG_HDRLEN,
-                    u32::MAX.into(),
-                    l.0,
-                    l.1,
-                ) as u32,
-                nlmsg_type: 0x10,
-                nlmsg_flags: NLM_F_REQUEST,
-                nlmsg_seq: 1,
-                nlmsg_pid: 0,
-            };
-            let mut b = error.to_ne_bytes().to_vec();
-            b.extend_from_slice(&inner.to_bytes());
-            b.extend_from_slice(&copied);
-            b.resize(align4(b.len()), 0);
-            b.extend_from_slice(&tlvs);
-            b
-        });
-    prop_oneof![genl, error, vec(any::<u8>(), 0..40)]
-}
-
-/// Message types worth hitting: the control types, the echo type, the
-/// controller's id, a family id, anything.
-fn msg_type() -> impl Strategy<Value = u16> {
-    prop_oneof![
-        Just(NLMSG_NOOP),
-        Just(NLMSG_ERROR),
-        Just(NLMSG_DONE),
-        Just(NLMSG_OVERRUN),
-        Just(proto::ECHO_MSG_TYPE),
-        Just(FAMILY),
-        any::<u16>(),
-    ]
-}
 
 /// The family id and sequence number the receive paths are called with.
 const FAMILY: u16 = 0x1a;
 const SEQ: u32 = 1;
 
-/// A datagram of 1..4 messages with lying `nlmsg_len`s, then cut short
-/// (or not).
-fn datagram() -> impl Strategy<Value = Vec<u8>> {
-    let message = (
-        msg_type(),
-        prop_oneof![
-            Just(0u16),
-            Just(NLM_F_ACK_TLVS),
-            Just(NLM_F_ACK_TLVS | NLM_F_CAPPED),
-            Just(NLM_F_MULTI),
-            any::<u16>()
-        ],
-        prop_oneof![Just(SEQ), any::<u32>()],
-        payload(),
-        lie_choice(),
-    )
-        .prop_map(|(ty, flags, seq, payload, (pick, x))| {
-            let hdr = NlMsgHdr {
-                nlmsg_len: lie(
-                    NLMSG_HDRLEN + payload.len(),
-                    NLMSG_HDRLEN,
-                    u32::MAX.into(),
-                    pick,
-                    x,
-                ) as u32,
-                nlmsg_type: ty,
-                nlmsg_flags: flags,
-                nlmsg_seq: seq,
-                nlmsg_pid: 0,
-            };
-            let mut b = hdr.to_bytes();
-            b.extend_from_slice(&payload);
-            b.resize(align4(b.len()), 0);
-            b
-        });
-    (vec(message, 1..4), any::<prop::sample::Index>(), 0u8..4).prop_map(|(msgs, cut, how)| {
-        let all = msgs.concat();
-        match how {
-            0 => all[..cut.index(all.len() + 1)].to_vec(), // truncated anywhere
-            _ => all,
-        }
-    })
-}
-
-/// Arbitrary bytes, or a structured datagram.
-fn bytes() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![vec(any::<u8>(), 0..256), datagram()]
-}
+/// What the generators favour: messages of our family, multipart ones
+/// (neli's `NLMSG_DONE` handling), replies to `SEQ`.
+const FAVOURED: Favoured = Favoured {
+    types: &[FAMILY],
+    flags: &[NLM_F_MULTI],
+    seq: SEQ,
+};
 
 // ---------------------------------------------------------------------------
 // neli, as our client calls it
@@ -355,13 +161,13 @@ proptest! {
     /// Through `neli_parse`, as the client calls neli: `Ok` or `Err`, and
     /// bounded sizes.
     #[test]
-    fn parser_fuzz_neli_as_our_client(buf in bytes()) {
+    fn parser_fuzz_neli_as_our_client(buf in datagram_or_noise(FAVOURED)) {
         parse_as_our_client(&buf);
     }
 
     /// neli unguarded: a panic must be of the known kind.
     #[test]
-    fn parser_fuzz_neli_panics_only_as_known(buf in bytes()) {
+    fn parser_fuzz_neli_panics_only_as_known(buf in datagram_or_noise(FAVOURED)) {
         let mut cursor = Cursor::new(&buf[..]);
         while (cursor.position() as usize) < buf.len() {
             match raw(|| Nlmsghdr::<u16, Buffer>::from_bytes(&mut cursor)) {
@@ -377,7 +183,7 @@ proptest! {
 
     /// `Nlmsgerr` on its own, as `NlPayload` parses it after the errno.
     #[test]
-    fn parser_fuzz_neli_nlmsgerr(buf in prop_oneof![vec(any::<u8>(), 0..96), payload()]) {
+    fn parser_fuzz_neli_nlmsgerr(buf in payload_or_noise()) {
         let parsed = raw(|| {
             Nlmsgerr::<NlmsghdrErr<u16, Buffer>>::from_bytes_with_input(&mut Cursor::new(&buf[..]), buf.len())
         });
