@@ -64,7 +64,7 @@ pub fn run_harden(quick: bool, seed: Option<String>) -> Result<i32> {
         if quick {
             "quick: about 10 minutes"
         } else {
-            "full: 100 000 fuzzed messages and 100 load cycles per module, about an hour"
+            "full: 100 000 fuzzed messages and 100 load cycles per module, about 25 minutes"
         }
     ));
     let rc = vm::run(&vm::VmRun {
