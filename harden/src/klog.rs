@@ -67,9 +67,14 @@ impl Kmemleak {
     /// `None` on a kernel without kmemleak. Forgets the suspects found so
     /// far (boot-time allocations of other subsystems).
     pub fn start() -> Result<Option<Kmemleak>> {
-        if !Path::new("/sys/kernel/debug").join("kmemleak").exists() {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        if !mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some("/sys/kernel/debug"))
+        {
             let _ = std::process::Command::new("mount")
                 .args(["-t", "debugfs", "none", "/sys/kernel/debug"])
+                .stderr(std::process::Stdio::null())
                 .status();
         }
         if !Path::new(KMEMLEAK).exists() {
