@@ -10,7 +10,11 @@
 //! longer than 16384 bytes. The callback copies what the reply needs out of
 //! the skb (which is freed when it returns) into a bounded queue, and wakes
 //! the thread; a full queue answers at once with -ENOBUFS. The thread sleeps
-//! until there is work or a stop request: no polling.
+//! until there is work or a stop request: no polling. Errors found in the
+//! callback (-EMSGSIZE, -ENOBUFS) can therefore overtake the answers to
+//! earlier requests that are still queued. At unload, requests still queued
+//! are dropped (their senders are gone) and counted in the kernel log:
+//! `kmod_kthread: stopping: 64 queued requests dropped`.
 //!
 //! The unit and the queue's capacity are module parameters:
 //! `insmod kmod_kthread.ko unit=24 capacity=16`.
