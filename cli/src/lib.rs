@@ -68,11 +68,7 @@ impl Args {
     /// The unit of `--module raw|kthread`: `--unit`, or the module's own;
     /// `None` for genl, whose family is found by name.
     pub fn raw_unit(&self) -> Option<i32> {
-        match self.module {
-            Module::Raw => Some(self.unit.unwrap_or(proto::RAW_UNIT)),
-            Module::Kthread => Some(self.unit.unwrap_or(proto::KTHREAD_UNIT)),
-            Module::Genl => None,
-        }
+        self.module.unit().map(|own| self.unit.unwrap_or(own))
     }
 
     /// `--timeout-ms` (zero: wait forever).
@@ -98,6 +94,18 @@ pub enum Module {
 }
 
 impl Module {
+    pub const ALL: [Module; 3] = [Module::Raw, Module::Kthread, Module::Genl];
+
+    /// The module's own raw unit; `None` for genl, whose family is found by
+    /// name.
+    pub fn unit(self) -> Option<i32> {
+        match self {
+            Module::Raw => Some(proto::RAW_UNIT),
+            Module::Kthread => Some(proto::KTHREAD_UNIT),
+            Module::Genl => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Module::Raw => "raw",

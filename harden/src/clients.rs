@@ -6,39 +6,21 @@ use std::time::Duration;
 use user_genl::{GenlClient, Mode, RawClient};
 use user_libnl_style::{echo_genl, echo_raw, NlSock};
 
-/// A project module, and how clients reach it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Module {
-    Raw,
-    Kthread,
-    Genl,
+pub use rosetta_cli::Module;
+
+/// The module's `.ko`, to load and unload it.
+pub fn kmod(module: Module) -> netlink_rosetta::Kmod {
+    netlink_rosetta::Kmod(module.name())
 }
 
-impl Module {
-    pub const ALL: [Module; 3] = [Module::Raw, Module::Kthread, Module::Genl];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Module::Raw => "raw",
-            Module::Kthread => "kthread",
-            Module::Genl => "genl",
-        }
-    }
-
-    pub fn kmod(self) -> netlink_rosetta::Kmod {
-        match self {
-            Module::Raw => netlink_rosetta::RAW,
-            Module::Kthread => netlink_rosetta::KTHREAD,
-            Module::Genl => netlink_rosetta::GENL,
-        }
-    }
-
-    /// The raw unit, or `None` for the genl family.
-    pub fn unit(self) -> Option<i32> {
-        match self {
-            Module::Raw => Some(proto::RAW_UNIT),
-            Module::Kthread => Some(proto::KTHREAD_UNIT),
-            Module::Genl => None,
+/// A user-raw socket to `module`; for genl, with the family id resolved.
+pub fn raw_socket(module: Module) -> Result<(user_raw::Socket, Option<u16>), user_raw::Error> {
+    match module.unit() {
+        Some(unit) => Ok((user_raw::Socket::connect(unit)?, None)),
+        None => {
+            let mut sock = user_raw::Socket::connect_genl()?;
+            let family = sock.resolve_family(GENL_FAMILY_NAME)?.id;
+            Ok((sock, Some(family)))
         }
     }
 }
@@ -126,14 +108,10 @@ impl Client {
             _ => Mode::Router,
         };
         let mut client = match (lib, module.unit()) {
-            (Lib::Raw, Some(unit)) => {
-                Client::Raw(user_raw::Socket::connect(unit).map_err(from_raw)?)
-            }
-            (Lib::Raw, None) => {
-                let mut sock = user_raw::Socket::connect_genl().map_err(from_raw)?;
-                let family = sock.resolve_family(GENL_FAMILY_NAME).map_err(from_raw)?;
-                Client::RawGenl(sock, family.id)
-            }
+            (Lib::Raw, _) => match raw_socket(module).map_err(from_raw)? {
+                (sock, None) => Client::Raw(sock),
+                (sock, Some(family)) => Client::RawGenl(sock, family),
+            },
             (Lib::LibnlStyle, Some(unit)) => {
                 Client::Libnl(NlSock::connect(unit).map_err(from_libnl)?)
             }

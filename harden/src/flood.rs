@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use user_raw::{messages, parse_error, GenlMsgHdr, Socket, NLMSG_ERROR};
+use user_raw::{messages, parse_error, GenlMsgHdr, NLMSG_ERROR};
 
 /// How a flood is run.
 pub struct Flood {
@@ -49,14 +49,7 @@ pub fn run(flood: &Flood) -> Result<Value> {
 }
 
 fn run_inner(flood: &Flood) -> Result<Value> {
-    let (mut sock, family) = match flood.module.unit() {
-        Some(unit) => (Socket::connect(unit)?, None),
-        None => {
-            let mut sock = Socket::connect_genl()?;
-            let family = sock.resolve_family(proto::GENL_FAMILY_NAME)?.id;
-            (sock, Some(family))
-        }
-    };
+    let (mut sock, family) = crate::clients::raw_socket(flood.module)?;
     let unit = flood.module.unit().unwrap_or(libc::NETLINK_GENERIC);
     let text = |i: u32| format!("flood {i}");
 

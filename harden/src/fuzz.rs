@@ -75,24 +75,33 @@ pub enum Expect {
     },
 }
 
-/// The model: what `target` answers to one datagram, as
-/// `netlink_rcv_skb()` walks it (a message whose `nlmsg_len` is below the
-/// header or past the datagram ends the walk; the next message starts at
-/// `NLMSG_ALIGN(nlmsg_len)`, or nowhere if that is past the end).
-pub fn expect(target: Target, datagram: &[u8]) -> Vec<Expect> {
-    let mut answers = Vec::new();
+/// The messages of a datagram as `netlink_rcv_skb()` walks them: a message
+/// whose `nlmsg_len` is below the header or past the datagram ends the
+/// walk; the next message starts at `NLMSG_ALIGN(nlmsg_len)`, or nowhere if
+/// that is past the end.
+fn walk(datagram: &[u8]) -> impl Iterator<Item = (NlMsgHdr, &[u8])> {
     let mut rest = datagram;
-    while let Some(request) = NlMsgHdr::from_bytes(rest) {
-        let len = request.nlmsg_len as usize;
+    std::iter::from_fn(move || {
+        let header = NlMsgHdr::from_bytes(rest)?;
+        let len = header.nlmsg_len as usize;
         if len < NLMSG_HDRLEN || len > rest.len() {
-            break;
+            return None;
         }
         let payload = &rest[NLMSG_HDRLEN..len];
+        rest = &rest[nlmsg_align(len).min(rest.len())..];
+        Some((header, payload))
+    })
+}
+
+/// The model: what `target` answers to one datagram, message by message
+/// in the order of [`walk`].
+pub fn expect(target: Target, datagram: &[u8]) -> Vec<Expect> {
+    let mut answers = Vec::new();
+    for (request, payload) in walk(datagram) {
         match target {
             Target::Raw | Target::Queued => expect_raw(&request, payload, &mut answers),
             Target::Genl { family } => expect_genl(family, &request, payload, &mut answers),
         }
-        rest = &rest[nlmsg_align(len).min(rest.len())..];
     }
     answers
 }
@@ -651,7 +660,7 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
             }
             Ok(()) => {
                 sent += generator.messages - before;
-                walked += count_walked(&datagram);
+                walked += walk(&datagram).count() as u64;
             }
         }
         let mut pending: Vec<Option<&Expect>> = expected.iter().map(Some).collect();
@@ -713,21 +722,6 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
 fn send_buffer() -> Result<usize> {
     let text = std::fs::read_to_string("/proc/sys/net/core/wmem_default")?;
     text.trim().parse().context("net.core.wmem_default")
-}
-
-/// How many messages `netlink_rcv_skb()` walks in a datagram.
-fn count_walked(datagram: &[u8]) -> u64 {
-    let mut rest = datagram;
-    let mut n = 0;
-    while let Some(h) = NlMsgHdr::from_bytes(rest) {
-        let len = h.nlmsg_len as usize;
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            break;
-        }
-        n += 1;
-        rest = &rest[nlmsg_align(len).min(rest.len())..];
-    }
-    n
 }
 
 /// The sequence number of the request an answer is for.

@@ -62,8 +62,13 @@ struct Args {
     #[arg(long, value_parser = parse_seed)]
     seed: Option<u64>,
     /// Modules to harden, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "raw,kthread,genl")]
-    modules: Vec<String>,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "raw,kthread,genl"
+    )]
+    modules: Vec<Module>,
     /// Fuzzed messages per module (default: 100000, quick 4000).
     #[arg(long)]
     messages: Option<u64>,
@@ -126,11 +131,7 @@ fn run(args: &Args) -> Result<bool> {
         println!("harden: no kmemleak in this kernel: leaks are NOT checked (use the debug kernel: cargo xtask harden)");
     }
     let mut rows = Vec::new();
-    for (index, name) in args.modules.iter().enumerate() {
-        let module = Module::ALL
-            .into_iter()
-            .find(|m| m.name() == name)
-            .with_context(|| format!("unknown module {name}: raw, kthread or genl"))?;
+    for (index, &module) in args.modules.iter().enumerate() {
         let module_seed = seed.wrapping_add(index as u64);
         let mut row = Map::new();
         row.insert("module".into(), json!(module.name()));
@@ -139,8 +140,8 @@ fn run(args: &Args) -> Result<bool> {
         for (phase, f) in phases {
             println!("==> {}: {phase}", module.name());
             let start = Instant::now();
-            if !module.kmod().is_loaded() {
-                module.kmod().insmod().map_err(anyhow::Error::msg)?;
+            if !clients::kmod(module).is_loaded() {
+                clients::kmod(module).insmod().map_err(anyhow::Error::msg)?;
             }
             match f() {
                 Ok(value) => {
@@ -209,19 +210,11 @@ fn phases<'a>(module: Module, fuzz_only: bool, sizes: &'a Sizes, seed: u64) -> V
     let mut phases: Vec<Phase<'a>> = vec![(
         "fuzz",
         Box::new(move || {
-            let (mut sock, target) = match module.unit() {
-                Some(unit) => {
-                    let target = match module {
-                        Module::Kthread => fuzz::Target::Queued,
-                        _ => fuzz::Target::Raw,
-                    };
-                    (user_raw::Socket::connect(unit)?, target)
-                }
-                None => {
-                    let mut sock = user_raw::Socket::connect_genl()?;
-                    let family = sock.resolve_family(proto::GENL_FAMILY_NAME)?.id;
-                    (sock, fuzz::Target::Genl { family })
-                }
+            let (mut sock, family) = clients::raw_socket(module)?;
+            let target = match (module, family) {
+                (_, Some(family)) => fuzz::Target::Genl { family },
+                (Module::Kthread, None) => fuzz::Target::Queued,
+                _ => fuzz::Target::Raw,
             };
             println!(
                 "    {target:?}, seed {seed:#x}, {} messages",

@@ -1,7 +1,7 @@
 //! Concurrency and lifecycle: many clients at once, load/unload cycles
 //! while clients come and go, and kmod-kthread unloaded with a full queue.
 
-use crate::clients::{Client, Fail, Lib, Module};
+use crate::clients::{kmod, Client, Fail, Lib, Module};
 use crate::klog::Kmsg;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -127,13 +127,13 @@ fn rmmod_eventually(module: Module) -> Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut refused = 0;
     loop {
-        match delete_module(&module.kmod().name()) {
+        match delete_module(&kmod(module).name()) {
             Ok(()) => return Ok(refused),
             Err(e) if in_use(&e) && Instant::now() < deadline => {
                 refused += 1;
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err(e) => bail!("unloading {}: {e}", module.kmod().name()),
+            Err(e) => bail!("unloading {}: {e}", kmod(module).name()),
         }
     }
 }
@@ -150,7 +150,7 @@ fn in_use(e: &std::io::Error) -> bool {
 /// next request gets ENOENT); the client closes, rmmod succeeds, a new
 /// client finds the module absent, and insmod brings it back.
 pub fn lifecycle(module: Module, cycles: u32) -> Result<Value> {
-    let kmod = module.kmod();
+    let kmod = kmod(module);
     let churn = Churn::start(module);
     let mut refused_while_held = 0;
     let mut refused_for_churn = 0;
@@ -298,7 +298,7 @@ fn find_task(name: &str) -> Result<libc::pid_t> {
 /// half answered ENOBUFS at once), closes, and rmmod runs; the module must
 /// report the full queue dropped, with no leak or splat.
 pub fn kthread_unload_full(reps: u32, capacity: u32) -> Result<Value> {
-    let kmod = Module::Kthread.kmod();
+    let kmod = kmod(Module::Kthread);
     let mut kmsg = Kmsg::now()?;
     let mut dropped = Vec::new();
     let result = (|| -> Result<()> {
