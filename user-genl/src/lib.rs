@@ -42,14 +42,26 @@
 //!   checks the portid, and knows when a request is finished (reply, then
 //!   ack if `NlmF::ACK` was set). Cost: one thread hand-off per message.
 //!   The handle has no timeout; see "Hangs" below for how we bound it.
-//! - [`Mode::Socket`] is `neli::socket::synchronous::NlSocketHandle`: a
-//!   blocking socket, `send(&Nlmsghdr)` then `recv()` of one datagram that
-//!   neli parses into typed messages. Sequence numbers, matching and "am I
+//! - [`Mode::Socket`] is `neli::socket::NlSocket`, neli's low-level
+//!   socket: blocking, `send` of the bytes neli serialised
+//!   (`Nlmsghdr::to_bytes`), then `recv` of one datagram into a buffer that
+//!   the connection owns, which neli parses into typed messages
+//!   (`Nlmsghdr::from_bytes`, one message after the other, as the iterator
+//!   of `NlSocketHandle::recv` does). Sequence numbers, matching and "am I
 //!   done" are ours (the same loop as `user-raw`); `SO_RCVTIMEO` bounds each
 //!   wait. No extra thread.
 //!
 //! Both modes build and parse the same typed messages; they differ in who
-//! waits and where.
+//! waits and where, and in the receive buffer. Socket mode does not use
+//! neli's own blocking socket, `neli::socket::synchronous::NlSocketHandle`,
+//! because of what its `recv` costs (quirk 7). It receives into a buffer of
+//! neli's `BufferPool`, and when the `BufferPoolGuard` drops, neli re-zeroes
+//! the whole 32 KiB buffer: `impl Drop for BufferPoolGuard` in neli 0.7.5's
+//! `src/utils.rs` does `vec.resize(..., 0)` back to `MAX_NL_LENGTH`. Socket
+//! mode allocates its buffers once per connection and never zeroes them
+//! again: the kernel overwrites the bytes it delivers, and neli parses only
+//! those. The router receives through `NlSocketHandle::recv` on its thread,
+//! so it still pays the re-zeroing.
 //!
 //! ## neli quirks you will see here (neli 0.7.5)
 //!
@@ -76,8 +88,15 @@
 //! 4. **No `NETLINK_CAP_ACK`.** neli parses the request copied into an
 //!    `NLMSG_ERROR` using its `nlmsg_len`; with capped acks that copy is
 //!    only the header and parsing fails. So the kernel copies whole
-//!    requests into errors, and neli's receive buffer is a fixed 32 KiB
-//!    (`MAX_NL_LENGTH`): requests are limited to [`MAX_REQUEST_PAYLOAD`].
+//!    requests into errors. The router receives into neli's fixed 32 KiB
+//!    (`MAX_NL_LENGTH`), and socket mode into its own buffer of the same
+//!    size, so that both accept the same requests: at most
+//!    [`MAX_REQUEST_PAYLOAD`] bytes. neli's `recv` cuts a longer datagram
+//!    short without a word, and the router reports the parse error that
+//!    follows to the requests pending at that moment. Socket mode receives
+//!    with `MSG_TRUNC`, which makes the kernel report the datagram's full
+//!    length, and turns a datagram that did not fit into
+//!    [`Error::Unexpected`] ("datagram of N bytes truncated ...").
 //! 5. neli's `String` attribute parser drops the last byte blindly (and
 //!    underflows on an empty attribute), so the `MSG` string is read as
 //!    bytes up to its NUL here.
@@ -92,9 +111,25 @@
 //!    no timeout, waits forever. The parser fuzz tests
 //!    (`src/parser_fuzz.rs`, `cargo test -p user-genl parser_fuzz`) pin the
 //!    inputs.
+//! 7. **Every receive re-zeroes 32 KiB.** `NlSocketHandle::recv` takes a
+//!    32 KiB buffer from neli's `BufferPool` and shrinks it to the datagram;
+//!    when the returned iterator (and with it the `BufferPoolGuard`) drops,
+//!    `impl Drop for BufferPoolGuard` (neli 0.7.5, `src/utils.rs`) puts it
+//!    back to `MAX_NL_LENGTH` with `vec.resize(..., 0)`. On every receive,
+//!    that writes zeros over the whole buffer except the datagram.
+//!    Callgrind on the release CLIs in the VM counted 35 697 userspace
+//!    instructions per 16-byte echo through `NlSocketHandle`, 91% of them
+//!    `memset` (user-raw: 717). That is why [`Mode::Socket`] receives into
+//!    its own buffer with `NlSocket::recv`: 2 394 instructions per echo,
+//!    counted the same way. On any host, `examples/ack_round_trips.rs`
+//!    (acks from `NETLINK_GENERIC`, no module needed) shows the same: 35 268
+//!    instructions per round trip through `NlSocketHandle`, 1 894 now.
+//!    [`Mode::Router`] stays as neli ships it and pays the re-zeroing on
+//!    its thread (45 300 there). `NELI-UPSTREAM.md` is the report for neli,
+//!    with a fix.
 
 use std::fmt::{Debug, Display};
-use std::io;
+use std::io::{self, Cursor};
 use std::mem::size_of;
 use std::os::fd::AsRawFd;
 use std::sync::{mpsc, Arc};
@@ -103,15 +138,15 @@ use std::time::Duration;
 
 use neli::consts::genl::{CtrlAttr, CtrlCmd};
 use neli::consts::nl::{GenlId, NlmF, NlmsgerrAttr};
-use neli::consts::socket::NlFamily;
-use neli::err::{Nlmsgerr, RouterError, SocketError};
+use neli::consts::socket::{Msg, NlFamily};
+use neli::err::{Nlmsgerr, RouterError, SerError, SocketError};
 use neli::genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, NlattrBuilder};
-use neli::nl::{NlPayload, NlmsghdrBuilder};
+use neli::nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder};
 use neli::router::synchronous::NlRouter;
-use neli::socket::synchronous::NlSocketHandle;
+use neli::socket::NlSocket;
 use neli::types::{Buffer, GenlBuffer};
 use neli::utils::Groups;
-use neli::{neli_enum, FromBytesWithInput, Size, ToBytes};
+use neli::{neli_enum, FromBytes, FromBytesWithInput, Size, ToBytes};
 
 // ---------------------------------------------------------------------------
 // The protocol, as neli types
@@ -144,11 +179,18 @@ type CtrlMsg = Genlmsghdr<CtrlCmd, CtrlAttr>;
 /// `CTRL_VERSION`, the controller's protocol version (neli uses it too).
 const CTRL_VERSION: u8 = 2;
 
-/// Largest raw payload or `MSG` string sent. neli receives into a fixed
-/// buffer of `MAX_NL_LENGTH` (32 KiB, set when neli is compiled), and an
-/// `NLMSG_ERROR` carries a full copy of the request (see quirk 4): keep
-/// 1 KiB for its headers and extended-ack attributes.
-pub const MAX_REQUEST_PAYLOAD: usize = neli::consts::MAX_NL_LENGTH - 1024;
+/// The receive buffer of [`Mode::Socket`], allocated once per connection:
+/// as large as the one neli's router receives into (`MAX_NL_LENGTH`,
+/// 32 KiB, set when neli is compiled), so that both modes accept the same
+/// requests and replies.
+const RECV_BUFFER_LEN: usize = neli::consts::MAX_NL_LENGTH;
+
+/// Largest raw payload or `MSG` string sent. Both modes receive into
+/// 32 KiB (neli's `MAX_NL_LENGTH` for the router, a buffer of that size
+/// for the socket mode), and an `NLMSG_ERROR` carries a full copy of the
+/// request (see quirk 4): keep 1 KiB for its headers and extended-ack
+/// attributes.
+pub const MAX_REQUEST_PAYLOAD: usize = RECV_BUFFER_LEN - 1024;
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -209,9 +251,10 @@ fn neli_error(e: impl Display) -> Error {
 /// (where it wraps) when the `nlmsg_len` below 16 becomes a `vec![0; ~2^64]`
 /// ("capacity overflow"). The kernel never sends such bytes;
 /// another process can, to our portid. The README ("Client-side
-/// robustness") lists the inputs. neli parses lazily, inside `next()` of
-/// its iterators, so that is what we wrap. The panic message still goes
-/// to the panic hook (stderr), as for any caught panic.
+/// robustness") lists the inputs. Socket mode wraps each
+/// `Nlmsghdr::from_bytes` ([`next_message`]); the router's handle parses
+/// lazily, inside `next()`, so that is what router mode wraps. The panic
+/// message still goes to the panic hook (stderr), as for any caught panic.
 fn neli_parse<T>(parse: impl FnOnce() -> T) -> Result<T, Error> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).map_err(|panic| {
         let text = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
@@ -311,7 +354,8 @@ pub enum Mode {
     /// `NlRouter`: a background thread matches replies to requests.
     #[default]
     Router,
-    /// `NlSocketHandle`: synchronous send and receive on the caller's thread.
+    /// `NlSocket`, neli's low-level socket: synchronous send and receive
+    /// on the caller's thread, into a buffer the connection owns.
     Socket,
 }
 
@@ -345,11 +389,23 @@ enum Transport {
         /// A request timed out: see [`Error::RouterStuck`].
         stuck: bool,
     },
-    Socket {
-        sock: NlSocketHandle,
-        /// The seq of the last request.
-        seq: u32,
-    },
+    Socket(SocketConn),
+}
+
+/// [`Mode::Socket`]: neli's low-level socket and the two buffers that
+/// every request of the connection reuses.
+struct SocketConn {
+    sock: NlSocket,
+    /// The seq of the last request.
+    seq: u32,
+    /// The last request as neli serialised it; cleared, not freed, for the
+    /// next one.
+    send_buf: Cursor<Vec<u8>>,
+    /// One received datagram. Allocated and zeroed once, with the
+    /// connection: each `recv` overwrites the bytes it delivers, and only
+    /// those are parsed, so nothing needs clearing between requests
+    /// (unlike neli's pooled buffer: crate quirk 7).
+    recv_buf: Box<[u8]>,
 }
 
 impl Conn {
@@ -376,13 +432,21 @@ impl Conn {
                 (transport, portid)
             }
             Mode::Socket => {
-                let sock = NlSocketHandle::connect(family, None, Groups::empty())
-                    .map_err(|e| socket_error("socket(AF_NETLINK)", e, unit, timeout))?;
+                let os_error = |call, e: io::Error| socket_error(call, e.into(), unit, timeout);
+                // socket(2) and bind(2); the socket is blocking.
+                let sock = NlSocket::connect(family, None, Groups::empty())
+                    .map_err(|e| os_error("socket(AF_NETLINK)", e))?;
                 sock.enable_ext_ack(true)
-                    .map_err(|e| socket_error("setsockopt(NETLINK_EXT_ACK)", e, unit, timeout))?;
+                    .map_err(|e| os_error("setsockopt(NETLINK_EXT_ACK)", e))?;
                 set_recv_timeout(&sock, timeout)?;
-                let portid = sock.pid();
-                (Transport::Socket { sock, seq: 0 }, portid)
+                let portid = sock.pid().map_err(|e| os_error("getsockname", e))?;
+                let conn = SocketConn {
+                    sock,
+                    seq: 0,
+                    send_buf: Cursor::new(Vec::new()),
+                    recv_buf: vec![0; RECV_BUFFER_LEN].into_boxed_slice(),
+                };
+                (Transport::Socket(conn), portid)
             }
         };
         Ok(Conn {
@@ -402,8 +466,8 @@ impl Conn {
     }
 
     fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
-        if let Transport::Socket { sock, .. } = &self.transport {
-            set_recv_timeout(sock, timeout)?;
+        if let Transport::Socket(conn) = &self.transport {
+            set_recv_timeout(&conn.sock, timeout)?;
         }
         self.timeout = timeout;
         Ok(())
@@ -424,11 +488,12 @@ impl Conn {
         R: Send + 'static,
     {
         let (unit, timeout) = (self.unit, self.timeout);
-        if let Transport::Socket { sock, seq } = &mut self.transport {
+        if let Transport::Socket(conn) = &mut self.transport {
             // 1, 2, ... u32::MAX, then 1 again: 0 is what notifications use.
-            *seq = seq.checked_add(1).unwrap_or(1);
-            self.last_seq = *seq;
-            return socket_request(sock, *seq, nl_type, flags, payload, extract)
+            conn.seq = conn.seq.checked_add(1).unwrap_or(1);
+            self.last_seq = conn.seq;
+            return conn
+                .request(nl_type, flags, payload, extract)
                 .map_err(|e| e.into_error(unit, timeout));
         }
         self.on_router(move |router, seq| {
@@ -475,7 +540,7 @@ impl Conn {
 }
 
 /// `setsockopt(SO_RCVTIMEO)`: neli has no call for it. Zero: wait forever.
-fn set_recv_timeout(sock: &NlSocketHandle, timeout: Duration) -> Result<(), Error> {
+fn set_recv_timeout(sock: &NlSocket, timeout: Duration) -> Result<(), Error> {
     let tv = libc::timeval {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_usec: timeout.subsec_micros() as libc::suseconds_t, // < 1_000_000
@@ -524,53 +589,108 @@ impl<P> From<Error> for RequestError<P> {
     }
 }
 
-/// [`Mode::Socket`]: build the message, `send` it, then `recv` datagrams
-/// until the reply with our seq (and the ack, if asked for) arrived.
-fn socket_request<P, R>(
-    sock: &NlSocketHandle,
-    seq: u32,
-    nl_type: u16,
-    flags: NlmF,
-    payload: P,
-    extract: fn(&P) -> Result<R, Error>,
-) -> Result<R, RequestError<P>>
-where
-    P: Size + ToBytes + FromBytesWithInput<Input = usize> + Debug,
-{
-    let request = NlmsghdrBuilder::default()
-        .nl_type(nl_type)
-        .nl_flags(flags | NlmF::REQUEST) // "must be set on all request messages"
-        .nl_seq(seq)
-        .nl_payload(NlPayload::Payload(payload))
-        .build()
-        .map_err(neli_error)?;
-    sock.send(&request).map_err(RequestError::Socket)?;
+impl SocketConn {
+    /// [`Mode::Socket`]: build the message with seq `self.seq`, serialise
+    /// and `send` it, then `recv` datagrams until the reply with our seq
+    /// (and the ack, if asked for) arrived.
+    fn request<P, R>(
+        &mut self,
+        nl_type: u16,
+        flags: NlmF,
+        payload: P,
+        extract: fn(&P) -> Result<R, Error>,
+    ) -> Result<R, RequestError<P>>
+    where
+        P: Size + ToBytes + FromBytesWithInput<Input = usize> + Debug,
+    {
+        let seq = self.seq;
+        let request = NlmsghdrBuilder::default()
+            .nl_type(nl_type)
+            .nl_flags(flags | NlmF::REQUEST) // "must be set on all request messages"
+            .nl_seq(seq)
+            .nl_payload(NlPayload::Payload(payload))
+            .build()
+            .map_err(neli_error)?;
+        serialise(&request, &mut self.send_buf).map_err(|e| RequestError::Socket(e.into()))?;
+        self.sock
+            .send(self.send_buf.get_ref(), Msg::empty())
+            .map_err(|e| RequestError::Socket(e.into()))?;
 
-    let want_ack = flags.contains(NlmF::ACK);
-    let (mut reply, mut acked) = (None, false);
-    while reply.is_none() || (want_ack && !acked) {
-        // One datagram, parsed lazily into typed messages.
-        let mut messages = match sock.recv::<u16, P>() {
-            Ok((messages, _groups)) => messages,
-            Err(SocketError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(RequestError::Socket(e)),
-        };
-        while let Some(message) = neli_parse(|| messages.next())? {
-            let message = message.map_err(RequestError::Socket)?;
-            if *message.nl_seq() != seq {
-                continue; // a late answer to an earlier request that timed out
+        let want_ack = flags.contains(NlmF::ACK);
+        let (mut reply, mut acked) = (None, false);
+        while reply.is_none() || (want_ack && !acked) {
+            let len = self.recv_datagram()?;
+            // Exactly the received bytes: neli tells an empty NLMSG_DONE
+            // by the end of the cursor.
+            let mut datagram = Cursor::new(&self.recv_buf[..len]);
+            while let Some(message) = next_message::<P>(&mut datagram)? {
+                if *message.nl_seq() != seq {
+                    continue; // a late answer to an earlier request that timed out
+                }
+                match message.nl_payload() {
+                    NlPayload::Payload(p) => reply = Some(extract(p)?),
+                    NlPayload::Err(err) => return Err(kernel_error(err).into()),
+                    // The ack comes last: an ack before the reply means no reply.
+                    NlPayload::Ack(_) if reply.is_none() => {
+                        return Err(Error::NoReply { seq }.into())
+                    }
+                    NlPayload::Ack(_) => acked = true,
+                    NlPayload::DumpExtAck(_) | NlPayload::Empty => {}
+                }
             }
-            match message.nl_payload() {
-                NlPayload::Payload(p) => reply = Some(extract(p)?),
-                NlPayload::Err(err) => return Err(kernel_error(err).into()),
-                // The ack comes last: an ack before the reply means no reply.
-                NlPayload::Ack(_) if reply.is_none() => return Err(Error::NoReply { seq }.into()),
-                NlPayload::Ack(_) => acked = true,
-                NlPayload::DumpExtAck(_) | NlPayload::Empty => {}
+        }
+        reply.ok_or_else(|| Error::NoReply { seq }.into())
+    }
+
+    /// Receive one datagram into `recv_buf` and return its length.
+    /// `MSG_TRUNC` makes the kernel return the datagram's full length even
+    /// when it is longer than the buffer, so a datagram that was cut short
+    /// becomes an error instead of being parsed as if it were whole (its
+    /// rest is lost either way).
+    fn recv_datagram<P>(&mut self) -> Result<usize, RequestError<P>> {
+        loop {
+            match self.sock.recv(&mut *self.recv_buf, Msg::TRUNC) {
+                Ok((len, _groups)) if len <= self.recv_buf.len() => return Ok(len),
+                Ok((len, _groups)) => {
+                    let text = format!(
+                        "datagram of {len} bytes truncated to the {} bytes of the receive buffer",
+                        self.recv_buf.len()
+                    );
+                    return Err(Error::Unexpected(text).into());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(RequestError::Socket(e.into())),
             }
         }
     }
-    reply.ok_or_else(|| Error::NoReply { seq }.into())
+}
+
+/// Serialise `message` with neli (`ToBytes`) into `buf`, over whatever
+/// request it held before: the bytes `NlSocketHandle::send` would send.
+fn serialise<P: Size + ToBytes + Debug>(
+    message: &Nlmsghdr<u16, P>,
+    buf: &mut Cursor<Vec<u8>>,
+) -> Result<(), SerError> {
+    buf.get_mut().clear();
+    buf.set_position(0);
+    message.to_bytes(buf)
+}
+
+/// The next message of a received datagram, or `None` at its end: neli's
+/// own parser, `Nlmsghdr::from_bytes`, called as `NlSocketHandle::recv`'s
+/// `NlBufferIter` calls it (neli 0.7.5, `src/iter.rs`), through
+/// [`neli_parse`]. A parse error ends the datagram: the caller returns it.
+/// `datagram` must span exactly the received bytes.
+fn next_message<P>(datagram: &mut Cursor<&[u8]>) -> Result<Option<Nlmsghdr<u16, P>>, Error>
+where
+    P: Size + FromBytesWithInput<Input = usize> + Debug,
+{
+    if datagram.position() >= datagram.get_ref().len() as u64 {
+        return Ok(None);
+    }
+    neli_parse(|| Nlmsghdr::from_bytes(datagram))?
+        .map(Some)
+        .map_err(|e| neli_error(SocketError::from(e))) // the text NlSocketHandle's errors have
 }
 
 /// [`Mode::Router`]: `NlRouter::send` builds, numbers and sends the message
@@ -768,7 +888,7 @@ impl GenlClient {
                         .map_err(|e| router_error(e, libc::NETLINK_GENERIC, timeout))
                 })
             }
-            // The same request, built by hand: NlSocketHandle has no resolver.
+            // The same request, built by hand: NlSocket has no resolver.
             Mode::Socket => {
                 let request = getfamily_request(family)?;
                 conn.request(GenlId::Ctrl.into(), NlmF::empty(), request, family_id_of)

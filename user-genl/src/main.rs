@@ -20,7 +20,8 @@
 //!
 //! `--mode router` (the default) uses neli's `NlRouter`, whose thread
 //! matches replies to requests, and numbers requests from 0; `--mode socket`
-//! uses `NlSocketHandle` synchronously and numbers them from 1. For genl the
+//! uses neli's low-level `NlSocket` synchronously, with a receive buffer of
+//! its own, and numbers them from 1. For genl the
 //! family lookup is request 0 (router) or 1 (socket), the echo the next one.
 //! `--ack` adds `ack seq 1: ok`; `--count 10000` adds
 //! `10000 round trips of 5 bytes in 0.512 s: 19531 round trips/s`;
@@ -50,7 +51,7 @@ struct Cli {
     #[command(flatten)]
     args: rosetta_cli::Args,
     /// Which neli API: router (NlRouter, a thread matches replies) or
-    /// socket (NlSocketHandle, synchronous send and receive).
+    /// socket (NlSocket, synchronous send and receive).
     #[arg(long, value_enum, default_value_t = ModeArg::Router)]
     mode: ModeArg,
 }

@@ -2,7 +2,8 @@
 //! our client receives (`Nlmsghdr<u16, P>` with `P` = `Buffer` for
 //! [`RawClient`], `Genlmsghdr<MyGenlCmd, MyGenlAttr>` for [`GenlClient`],
 //! `Genlmsghdr<CtrlCmd, CtrlAttr>` for the family lookup), parsed one by one
-//! from a datagram as `NlSocketHandle::recv`'s iterator does, the router's
+//! from a datagram by the socket mode's own loop ([`next_message`], which
+//! calls neli's parser as `NlSocketHandle::recv`'s iterator does), the router's
 //! second step (`to_typed`), `Nlmsgerr`, and our own post-processing
 //! (`msg_of`, `family_id_of`, `kernel_error`, `strip_neli_padding`).
 //!
@@ -46,20 +47,22 @@ const FAVOURED: Favoured = Favoured {
 // neli, as our client calls it
 // ---------------------------------------------------------------------------
 
-/// The messages of one datagram, parsed as `NlSocketHandle::recv`'s
-/// `NlBufferIter` does (neli 0.7.5, src/iter.rs: `Nlmsghdr::from_bytes` on
-/// one cursor until its end or the first error), each call through
-/// [`neli_parse`] as in `socket_request`.
+/// The messages of one datagram, parsed as the socket mode parses them:
+/// [`next_message`] (neli's `Nlmsghdr::from_bytes` through [`neli_parse`])
+/// until the datagram's end or the first error. A panic inside neli is
+/// `Err`; a parse error ends the list, as it ends `SocketConn::request`.
 fn neli_messages<P>(datagram: &[u8]) -> Result<Vec<Nlmsghdr<u16, P>>, Error>
 where
     P: Size + FromBytesWithInput<Input = usize> + Debug,
 {
     let mut cursor = Cursor::new(datagram);
     let mut messages = Vec::new();
-    while (cursor.position() as usize) < datagram.len() {
-        match neli_parse(|| Nlmsghdr::<u16, P>::from_bytes(&mut cursor))? {
-            Ok(message) => messages.push(message),
-            Err(_) => break, // NlBufferIter yields the error and stops
+    loop {
+        match next_message::<P>(&mut cursor) {
+            Ok(Some(message)) => messages.push(message),
+            Ok(None) => break,
+            Err(e @ Error::NeliPanic(_)) => return Err(e),
+            Err(_) => break,
         }
     }
     Ok(messages)

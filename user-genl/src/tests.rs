@@ -7,10 +7,10 @@ use neli::FromBytes;
 
 use super::*;
 
-/// Serialise a message the way `NlSocketHandle::send` does.
-fn wire<P: Size + ToBytes + Debug>(msg: &neli::nl::Nlmsghdr<u16, P>) -> Vec<u8> {
+/// Serialise a message the way socket mode sends it.
+fn wire<P: Size + ToBytes + Debug>(msg: &Nlmsghdr<u16, P>) -> Vec<u8> {
     let mut buf = Cursor::new(Vec::new());
-    msg.to_bytes(&mut buf).expect("serialises");
+    serialise(msg, &mut buf).expect("serialises");
     buf.into_inner()
 }
 
@@ -38,6 +38,70 @@ fn neli_pads_nlmsg_len() {
     assert_eq!(&bytes[29..], &[0, 0, 0]);
     // An empty payload is exactly the header.
     assert_eq!(wire(&raw_message(b"")).len(), 16);
+}
+
+/// Socket mode serialises each request over the last one: a short request
+/// after a long one is exactly its own bytes, as `NlSocketHandle::send`'s
+/// fresh buffer would hold them.
+#[test]
+fn the_send_buffer_is_reused_without_leftovers() {
+    let mut buf = Cursor::new(Vec::new());
+    serialise(&raw_message(&[0xaa; 1000]), &mut buf).expect("serialises");
+    let capacity = buf.get_ref().capacity();
+    serialise(&raw_message(b"hi"), &mut buf).expect("serialises");
+    assert_eq!(buf.get_ref(), &wire(&raw_message(b"hi")));
+    assert_eq!(buf.get_ref().capacity(), capacity, "reallocated");
+    let mut fresh = Cursor::new(vec![0; raw_message(b"hi").padded_size()]);
+    raw_message(b"hi").to_bytes(&mut fresh).expect("serialises");
+    assert_eq!(buf.get_ref(), fresh.get_ref());
+}
+
+/// The raw bytes of one netlink message as the kernel writes it:
+/// `nlmsg_len` unpadded, the payload padded to 4 bytes.
+fn message_bytes(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+    msg.extend_from_slice(&ty.to_ne_bytes());
+    msg.extend_from_slice(&flags.to_ne_bytes());
+    msg.extend_from_slice(&seq.to_ne_bytes());
+    msg.extend_from_slice(&4321u32.to_ne_bytes());
+    msg.extend_from_slice(payload);
+    msg.resize(msg.len().next_multiple_of(4), 0);
+    msg
+}
+
+/// Socket mode's receive loop: every message of the datagram, then `None`.
+#[test]
+fn next_message_walks_a_datagram() {
+    let mut datagram = message_bytes(proto::ECHO_MSG_TYPE, 0, 7, b"one");
+    datagram.extend(message_bytes(proto::ECHO_MSG_TYPE, 0, 8, b"second"));
+    datagram.extend(message_bytes(3, 0, 9, b"")); // NLMSG_DONE, empty, last
+    let mut cursor = Cursor::new(&datagram[..]);
+    let mut next = || next_message::<Buffer>(&mut cursor).expect("parses");
+    let first = next().expect("a first message");
+    assert_eq!(*first.nl_seq(), 7);
+    assert!(matches!(first.nl_payload(), NlPayload::Payload(p) if p.as_ref() == b"one"));
+    let second = next().expect("a second message");
+    assert!(matches!(second.nl_payload(), NlPayload::Payload(p) if p.as_ref() == b"second"));
+    // neli tells an empty NLMSG_DONE by the end of the cursor: the cursor
+    // spans the received bytes only.
+    let done = next().expect("NLMSG_DONE");
+    assert!(matches!(done.nl_payload(), NlPayload::Empty), "{done:?}");
+    assert!(next().is_none());
+    assert!(next().is_none());
+}
+
+/// A message cut short is neli's parse error, with the text it had through
+/// `NlSocketHandle`.
+#[test]
+fn next_message_reports_neli_errors() {
+    let datagram = message_bytes(proto::ECHO_MSG_TYPE, 0, 7, b"cut short");
+    let mut cursor = Cursor::new(&datagram[..20]);
+    let err = next_message::<Buffer>(&mut cursor).expect_err("20 bytes of 28");
+    assert!(
+        matches!(&err, Error::Neli(text) if text.starts_with("Deserialization error")),
+        "{err:?}"
+    );
 }
 
 #[test]

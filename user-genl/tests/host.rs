@@ -87,7 +87,7 @@ fn missing_units_name_their_module() {
 }
 
 /// The controller rejects a family name longer than GENL_NAMSIZ - 1 by
-/// policy, with an extended ack. NlSocketHandle delivers its text;
+/// policy, with an extended ack. Socket mode delivers its text;
 /// NlRouter loses it (`Nlmsgerr::to_typed()` drops `ext_ack`, neli 0.7.5).
 #[test]
 fn policy_errors_carry_the_extack_in_socket_mode_only() {
@@ -254,4 +254,45 @@ fn a_datagram_neli_panics_on_is_an_error() {
             }
         }
     }
+}
+
+/// One netlink message of `len` bytes (at least 16), type `NLMSG_MIN_TYPE`,
+/// seq 99: no request of ours, so a client skips it.
+fn stranger(len: usize) -> Vec<u8> {
+    let mut msg = (len as u32).to_ne_bytes().to_vec();
+    msg.extend_from_slice(&0x10u16.to_ne_bytes());
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    msg.extend_from_slice(&99u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid
+    msg.resize(len, 0x5a);
+    msg
+}
+
+/// Socket mode receives into one buffer per connection. A large datagram
+/// leaves its bytes there; the next, shorter one is parsed on its own
+/// length only. A datagram longer than the buffer is not parsed cut short:
+/// it is an error, and the connection goes on.
+#[test]
+fn socket_mode_parses_only_what_it_received_and_refuses_truncation() {
+    let mut client =
+        RawClient::connect(libc::NETLINK_GENERIC, Mode::Socket, TIMEOUT).expect("NETLINK_GENERIC");
+    // Within the buffer: skipped (seq 99), then the ack of a shorter datagram.
+    send_to_port(client.portid(), &stranger(20_000));
+    let err = client
+        .request(NLMSG_NOOP, true, b"")
+        .expect_err("an ack alone");
+    assert!(matches!(err, Error::NoReply { .. }), "{err:?}");
+    // Longer than the 32 KiB buffer.
+    send_to_port(client.portid(), &stranger(40_000));
+    let err = client
+        .request(NLMSG_NOOP, true, b"")
+        .expect_err("truncated");
+    assert!(matches!(err, Error::Unexpected(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "unexpected reply: datagram of 40000 bytes truncated to the 32768 bytes of the receive buffer"
+    );
+    // The ack of that request is still queued (and skipped); then ours.
+    let next = client.request(NLMSG_NOOP, true, b"");
+    assert!(matches!(next, Err(Error::NoReply { .. })), "{next:?}");
 }
