@@ -16,8 +16,12 @@
 //! are dropped (their senders are gone) and counted in the kernel log:
 //! `kmod_kthread: stopping: 64 queued requests dropped`.
 //!
-//! The unit and the queue's capacity are module parameters:
-//! `insmod kmod_kthread.ko unit=24 capacity=16`.
+//! Each reply and ack is a datagram of its own. With `coalesce=1` the
+//! answers that the thread sends in a row to the same port travel together,
+//! in as few datagrams as fit ([`Replies`]).
+//!
+//! The unit, the queue's capacity and the coalescing are module parameters:
+//! `insmod kmod_kthread.ko unit=24 capacity=16 coalesce=1`.
 //!
 //! Run it (the VM boots the project's kernel, inserts the module, runs the
 //! command, removes the module):
@@ -28,12 +32,12 @@
 //! echo seq 1: sent 13 bytes, received 13 bytes: "hello netlink"
 //! ```
 //!
-//! and the kernel log shows `kmod_kthread: echo on netlink unit 25, queue of 256`.
+//! and the kernel log shows
+//! `kmod_kthread: echo on netlink unit 25, queue of 256, coalesce=0`.
 
 use kernel::c_str;
 use kernel::kthread::{Context, Run, Thread};
-use kernel::net::netlink::{Header, Input, Message, NetlinkSkBuff, RecvSkBuff, Socket, SocketRef};
-use kernel::net::netlink::{NLMSGERR_SIZE, NLM_F_ACK};
+use kernel::net::netlink::{Header, Input, Message, RecvSkBuff, Replies, Socket, NLM_F_ACK};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, Mutex};
 
@@ -55,6 +59,10 @@ module! {
         capacity: u32 {
             default: 256,
             description: "How many requests may wait for the thread",
+        },
+        coalesce: u32 {
+            default: 0,
+            description: "1: the answers the thread sends in a row travel together",
         },
     },
 }
@@ -178,21 +186,23 @@ impl Queue {
 struct Worker {
     socket: Socket<Queue>,
     queue: Arc<Queue>,
+    coalesce: bool,
 }
 
 impl Run for Worker {
     fn run(&self, _thread: &Context<'_>) {
         while let Some(requests) = self.queue.pop_all() {
+            let mut replies = Replies::new(&self.socket, self.coalesce);
             for request in requests.iter() {
-                let result = match echo(&self.socket, request.portid, request) {
-                    Ok(()) if request.wants_ack() => Ok(()),
-                    Ok(()) => continue,
-                    Err(e) => Err(e),
-                };
-                // If even the ack cannot be sent, the client's socket is full
-                // and netlink reports ENOBUFS to it, or memory ran out.
-                let _ = ack(&self.socket, request.portid, &request.header, result);
+                if let Err(e) = answer(&mut replies, request.portid, request) {
+                    // If even the error cannot be sent, the client's socket
+                    // is full and netlink reports ENOBUFS to it, or memory
+                    // ran out.
+                    let _ = replies.put_ack(request.portid, &request.header, Err(e));
+                }
             }
+            // A lost datagram is reported to its receiver (ENOBUFS).
+            let _ = replies.flush();
         }
     }
 
@@ -201,20 +211,18 @@ impl Run for Worker {
     }
 }
 
-/// Replies to `request` with its own type, sequence number and payload.
-fn echo(socket: &SocketRef, portid: u32, request: &Request) -> Result {
+/// Echoes `request` with its own type, sequence number and payload, then
+/// acks it if asked to. The skb of the request is gone: the thread builds
+/// the ack from the header it copied.
+fn answer(replies: &mut Replies<'_>, portid: u32, request: &Request) -> Result {
     let payload = request.payload();
-    let mut reply = NetlinkSkBuff::new(payload.len(), GFP_KERNEL)?;
-    reply.put(portid, request.seq(), request.ty(), 0, payload)?;
-    socket.unicast(reply, portid)
-}
-
-/// Sends the `NLMSG_ERROR` for `request`: the skb of the request is gone, so
-/// the thread builds it itself.
-fn ack(socket: &SocketRef, portid: u32, request: &Header, result: Result) -> Result {
-    let mut ack = NetlinkSkBuff::new(NLMSGERR_SIZE, GFP_KERNEL)?;
-    ack.put_ack(portid, request, result)?;
-    socket.unicast(ack, portid)
+    replies.put(portid, request.seq(), request.ty(), 0, payload)?;
+    if request.wants_ack() {
+        // As with `netlink_ack()`, a lost ack is reported to the receiver
+        // only (ENOBUFS).
+        let _ = replies.put_ack(portid, &request.header, Ok(()));
+    }
+    Ok(())
 }
 
 /// The extended-ack message that goes with an error.
@@ -234,6 +242,7 @@ impl kernel::Module for KmodKthread {
         let unit = module_parameters::unit.value();
         let capacity = module_parameters::capacity.value();
         let capacity = usize::try_from(capacity)?;
+        let coalesce = flag("coalesce", module_parameters::coalesce.value())?;
         let queue = Arc::pin_init(
             pin_init!(Queue {
                 state <- new_mutex!(State { requests: KVec::new(), stopping: false }),
@@ -243,12 +252,37 @@ impl kernel::Module for KmodKthread {
             GFP_KERNEL,
         )?;
         let socket = Socket::new(unit, module, queue.clone())?;
-        let thread = Thread::spawn(c_str!("kmod_kthread"), Worker { socket, queue }, GFP_KERNEL)?;
-        pr_info!("echo on netlink unit {}, queue of {}\n", unit, capacity);
+        let thread = Thread::spawn(
+            c_str!("kmod_kthread"),
+            Worker {
+                socket,
+                queue,
+                coalesce,
+            },
+            GFP_KERNEL,
+        )?;
+        pr_info!(
+            "echo on netlink unit {}, queue of {}, coalesce={}\n",
+            unit,
+            capacity,
+            u32::from(coalesce)
+        );
         Ok(Self {
             unit,
             _thread: thread,
         })
+    }
+}
+
+/// A 0/1 module parameter (6.12's Rust parameters have no `bool`).
+fn flag(name: &str, value: u32) -> Result<bool> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => {
+            pr_err!("{}={}: must be 0 or 1\n", name, value);
+            Err(EINVAL)
+        }
     }
 }
 

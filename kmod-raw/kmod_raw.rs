@@ -10,7 +10,13 @@
 //! 16384 bytes gets `NLMSG_ERROR` -EMSGSIZE instead. Type 0 with no flags, as
 //! the original articles' C clients send, is answered too.
 //!
-//! The unit is a module parameter: `insmod kmod_raw.ko unit=30`.
+//! Each reply and ack is a datagram of its own, as `netlink_rcv_skb()` sends
+//! acks. With `coalesce=1` the answers to one request datagram travel back
+//! together, in as few datagrams as fit ([`Replies`]): a client that batches
+//! requests then needs one `recvmsg()` for many replies.
+//!
+//! The unit and the coalescing are module parameters:
+//! `insmod kmod_raw.ko unit=30 coalesce=1`.
 //!
 //! Run it (the VM boots the project's kernel, inserts the module, runs the
 //! command, removes the module):
@@ -21,10 +27,10 @@
 //! echo seq 1: sent 13 bytes, received 13 bytes: "hello netlink"
 //! ```
 //!
-//! and the kernel log shows `kmod_raw: echo on netlink unit 31`.
+//! and the kernel log shows `kmod_raw: echo on netlink unit 31, coalesce=0`.
 
 use kernel::c_str;
-use kernel::net::netlink::{Input, Message, NetlinkSkBuff, RecvSkBuff, Socket, SocketRef};
+use kernel::net::netlink::{Input, Message, RecvSkBuff, Replies, Socket};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
@@ -43,6 +49,10 @@ module! {
             default: 31,
             description: "Netlink protocol unit to serve (proto::RAW_UNIT)",
         },
+        coalesce: u32 {
+            default: 0,
+            description: "1: the answers to a datagram travel back together",
+        },
     },
 }
 
@@ -51,31 +61,41 @@ struct KmodRaw {
     unit: i32,
 }
 
-/// The input handler: it needs no state.
-struct Echo;
+/// The input handler.
+struct Echo {
+    coalesce: bool,
+}
 
 impl Input for Echo {
     fn input(&self, skb: &RecvSkBuff) {
+        let mut replies = Replies::new(skb.socket(), self.coalesce);
         for request in skb.messages().filter(|msg| !msg.is_control()) {
-            let result = match echo(skb.socket(), skb.portid(), &request) {
-                Ok(()) if request.wants_ack() => Ok(()),
-                Ok(()) => continue,
-                Err(e) => Err(e),
-            };
-            request.ack(result, result.err().and_then(reason));
+            if let Err(e) = answer(&mut replies, skb.portid(), &request) {
+                // An error goes with its extended-ack message, which only
+                // `Message::ack` sends; what is pending goes first.
+                let _ = replies.flush();
+                request.ack(Err(e), reason(e));
+            }
         }
+        // A lost datagram is reported to its receiver (ENOBUFS).
+        let _ = replies.flush();
     }
 }
 
-/// Replies to `request` with its own type, sequence number and payload.
-fn echo(socket: &SocketRef, portid: u32, request: &Message<'_>) -> Result {
+/// Echoes `request` with its own type, sequence number and payload, then
+/// acks it if asked to.
+fn answer(replies: &mut Replies<'_>, portid: u32, request: &Message<'_>) -> Result {
     let payload = request.payload();
     if payload.len() > proto::MAX_PAYLOAD {
         return Err(EMSGSIZE);
     }
-    let mut reply = NetlinkSkBuff::new(payload.len(), GFP_KERNEL)?;
-    reply.put(portid, request.seq(), request.ty(), 0, payload)?;
-    socket.unicast(reply, portid)
+    replies.put(portid, request.seq(), request.ty(), 0, payload)?;
+    if request.wants_ack() {
+        // As with `netlink_ack()`, a lost ack is reported to the receiver
+        // only (ENOBUFS).
+        let _ = replies.put_ack(portid, &request.header(), Ok(()));
+    }
+    Ok(())
 }
 
 /// The extended-ack message that goes with an error.
@@ -87,12 +107,29 @@ fn reason(err: Error) -> Option<&'static CStr> {
 impl kernel::Module for KmodRaw {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let unit = module_parameters::unit.value();
-        let socket = Socket::new(unit, module, Arc::new(Echo, GFP_KERNEL)?)?;
-        pr_info!("echo on netlink unit {}\n", unit);
+        let coalesce = flag("coalesce", module_parameters::coalesce.value())?;
+        let socket = Socket::new(unit, module, Arc::new(Echo { coalesce }, GFP_KERNEL)?)?;
+        pr_info!(
+            "echo on netlink unit {}, coalesce={}\n",
+            unit,
+            u32::from(coalesce)
+        );
         Ok(Self {
             _socket: socket,
             unit,
         })
+    }
+}
+
+/// A 0/1 module parameter (6.12's Rust parameters have no `bool`).
+fn flag(name: &str, value: u32) -> Result<bool> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => {
+            pr_err!("{}={}: must be 0 or 1\n", name, value);
+            Err(EINVAL)
+        }
     }
 }
 

@@ -95,7 +95,27 @@ pub const GENL: Kmod = Kmod("genl");
 pub fn with_module_unloaded(module: Kmod, f: impl FnOnce()) {
     module.rmmod().unwrap();
     assert!(!module.is_loaded());
+    finally_reload(module, f);
+}
+
+/// Reloads `module` with `params` (e.g. `"coalesce=1"`), runs `f`, then
+/// reloads it with its defaults, even if `f` panics. `f` must close its
+/// sockets of the module's unit, or the last reload fails.
+pub fn with_module_params(module: Kmod, params: &[&str], f: impl FnOnce()) {
+    module.rmmod().unwrap();
+    module.insmod_with(params).unwrap();
+    finally_reload(module, || {
+        f();
+        module.rmmod().unwrap();
+    });
+}
+
+/// Runs `f`, then loads `module` with its defaults, even if `f` panics.
+fn finally_reload(module: Kmod, f: impl FnOnce()) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    if result.is_err() && module.is_loaded() {
+        let _ = module.rmmod();
+    }
     module.insmod().unwrap();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);

@@ -8,7 +8,9 @@
 //! answer alike, so every test runs against both; kmod-kthread's queue has
 //! tests of its own at the end.
 
-use netlink_rosetta::{big_receive_buffers, with_module_unloaded, Kmod, KTHREAD, RAW};
+use netlink_rosetta::{
+    big_receive_buffers, with_module_params, with_module_unloaded, Kmod, KTHREAD, RAW,
+};
 use std::time::Duration;
 use user_raw::{
     messages, parse_error, Error, Socket, NLMSG_ERROR, NLMSG_NOOP, NLM_F_ACK, RECV_BUF_LEN,
@@ -69,6 +71,9 @@ for_both_units!(
     error_message_of_an_unloaded_unit_names_the_module,
     insmod_rmmod_twice,
     rmmod_is_refused_while_a_client_socket_is_open,
+    coalesce_must_be_0_or_1,
+    coalesced_answers_to_a_batch_share_datagrams,
+    coalesced_replies_split_where_a_datagram_is_full,
 );
 
 /// `n` bytes of a pattern that shows misplaced bytes.
@@ -321,6 +326,105 @@ fn rmmod_is_refused_while_a_client_socket_is_open(u: Unit) {
     assert!(u.kmod.is_loaded());
     drop(sock);
     with_module_unloaded(u.kmod, || {});
+}
+
+// `coalesce=1`: answers travel back together.
+
+fn coalesce_must_be_0_or_1(u: Unit) {
+    with_module_unloaded(u.kmod, || {
+        let err = u.kmod.insmod_with(&["coalesce=2"]).unwrap_err();
+        // kmod names the EINVAL of the module's init this way.
+        assert!(
+            err.contains("Invalid parameters"),
+            "insmod's message: {err}"
+        );
+        assert!(!u.kmod.is_loaded());
+    });
+}
+
+/// Receives datagrams until `n` messages have arrived; returns them and
+/// the number of datagrams they came in.
+fn recv_counting(sock: &mut Socket, n: usize) -> (Vec<(u16, u32, Vec<u8>)>, usize) {
+    let (mut got, mut datagrams) = (Vec::new(), 0);
+    while got.len() < n {
+        got.extend(recv_all(sock).unwrap_or_else(|e| panic!("after {} of {n}: {e}", got.len())));
+        datagrams += 1;
+    }
+    (got, datagrams)
+}
+
+fn coalesced_answers_to_a_batch_share_datagrams(u: Unit) {
+    with_module_params(u.kmod, &["coalesce=1"], || {
+        let mut sock = connect(u);
+        // 64 small echoes in one datagram, every fourth with an ack: 80
+        // answers of 32 or 36 bytes, 2624 in all, which fit one page.
+        let payloads: Vec<Vec<u8>> = (0..64).map(|i| format!("{i:016}").into_bytes()).collect();
+        let requests: Vec<(u16, u16, &[u8])> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let flags = if i % 4 == 0 { NLM_F_ACK } else { 0 };
+                (proto::ECHO_MSG_TYPE, flags, p.as_slice())
+            })
+            .collect();
+        let seqs = sock.send_batch(&requests).unwrap();
+        let (got, datagrams) = recv_counting(&mut sock, 80);
+        let mut expected = Vec::new();
+        for (i, seq) in seqs.iter().enumerate() {
+            expected.push((proto::ECHO_MSG_TYPE, *seq));
+            if i % 4 == 0 {
+                expected.push((NLMSG_ERROR, *seq));
+            }
+        }
+        let answers: Vec<(u16, u32)> = got.iter().map(|(ty, seq, _)| (*ty, *seq)).collect();
+        assert_eq!(answers, expected, "every echo, then its ack, in order");
+        for (i, (_, _, body)) in got
+            .iter()
+            .filter(|m| m.0 == proto::ECHO_MSG_TYPE)
+            .enumerate()
+        {
+            assert_eq!(body, &payloads[i]);
+        }
+        if u.kmod == RAW {
+            // The input callback answers the whole datagram at once.
+            assert_eq!(datagrams, 1, "kmod-raw coalesces the 80 answers");
+        } else {
+            // The thread coalesces what it takes from the queue at once,
+            // which depends on when it runs.
+            assert!(
+                datagrams < 80,
+                "some answers shared a datagram ({datagrams} datagrams)"
+            );
+        }
+        assert_eq!(sock.echo(b"one more").unwrap(), b"one more");
+    });
+}
+
+fn coalesced_replies_split_where_a_datagram_is_full(u: Unit) {
+    with_module_params(u.kmod, &["coalesce=1"], || {
+        big_receive_buffers();
+        let mut sock = connect(u);
+        // 1 KiB replies fill a page-sized datagram after a few; the 16 KiB
+        // one, larger than a page, travels in a datagram of its own size.
+        let mut payloads: Vec<Vec<u8>> = (0..12).map(|i| vec![b'a' + i as u8; 1024]).collect();
+        payloads.insert(6, pattern(proto::MAX_PAYLOAD));
+        let seqs = sock.send_batch(&echo_requests(&payloads)).unwrap();
+        let (got, datagrams) = recv_counting(&mut sock, payloads.len());
+        let order: Vec<u32> = got.iter().map(|m| m.1).collect();
+        assert_eq!(order, seqs, "every reply, in order");
+        for ((ty, _, body), sent) in got.iter().zip(&payloads) {
+            assert_eq!(*ty, proto::ECHO_MSG_TYPE);
+            assert_eq!(body, sent, "byte for byte");
+        }
+        assert!(
+            datagrams > 1,
+            "more than a page of replies needs several datagrams"
+        );
+        assert!(
+            datagrams < payloads.len(),
+            "replies shared datagrams ({datagrams})"
+        );
+    });
 }
 
 // kmod-kthread's queue.

@@ -19,7 +19,7 @@
 //! [`messages`]: RecvSkBuff::messages
 
 use crate::{
-    alloc::Flags,
+    alloc::{flags::GFP_KERNEL, Flags},
     bindings,
     error::{code::*, to_result, Result},
     str::CStr,
@@ -660,5 +660,144 @@ impl Drop for NetlinkSkBuff {
     fn drop(&mut self) {
         // SAFETY: By the type invariant, the skb is ours and was never sent.
         unsafe { bindings::nlmsg_free(self.skb.as_ptr()) };
+    }
+}
+
+/// Payload room of a reply datagram that [`Replies`] coalesces into
+/// (`NLMSG_DEFAULT_SIZE`): the data of one page, less the skb's own overhead
+/// and a message header.
+pub const NLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE;
+
+/// Replies on their way to userspace: one datagram per message, or
+/// coalesced.
+///
+/// A netlink datagram may carry several messages, and receivers walk them
+/// all. With `coalesce` false, [`put`] and [`put_ack`] send every message at
+/// once in a datagram of its own, as `netlink_rcv_skb()` does with its acks.
+/// With `coalesce` true, consecutive messages to the same port share a
+/// datagram of [`NLMSG_DEFAULT_SIZE`] bytes (or one message, if that alone
+/// is larger), which is sent when the next message does not fit, goes to
+/// another port, or on [`flush`]: the receiver then needs one `recvmsg()`
+/// for many replies.
+///
+/// An error from sending the pending datagram is returned by the call that
+/// sent it, and that call's own message is not added. Dropping sends what is
+/// still pending and ignores errors, like `std`'s `BufWriter`; call
+/// [`flush`] to see them.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::netlink::{Input, Replies, RecvSkBuff, Socket};
+/// use kernel::sync::Arc;
+///
+/// struct Quiet;
+///
+/// impl Input for Quiet {
+///     fn input(&self, _skb: &RecvSkBuff) {}
+/// }
+///
+/// # // SAFETY: Code built into the kernel, as this example is, has no module:
+/// # // its `THIS_MODULE` is NULL.
+/// # static THIS_MODULE: kernel::ThisModule =
+/// #     unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
+/// let socket = Socket::new(30, &THIS_MODULE, Arc::new(Quiet, GFP_KERNEL)?)?;
+/// // No userspace socket has port id 0x7fff_fff0.
+/// let nobody = 0x7fff_fff0;
+///
+/// // One datagram per message: sent, and refused, at once.
+/// let mut replies = Replies::new(&socket, false);
+/// assert_eq!(replies.put(nobody, 1, 0x10, 0, b"hello"), Err(ECONNREFUSED));
+///
+/// // Coalesced: nothing is sent until the datagram is flushed.
+/// let mut replies = Replies::new(&socket, true);
+/// replies.put(nobody, 1, 0x10, 0, b"hello")?;
+/// replies.put(nobody, 2, 0x10, 0, b"again")?;
+/// assert_eq!(replies.flush(), Err(ECONNREFUSED));
+/// assert_eq!(replies.flush(), Ok(()));
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// [`put`]: Replies::put
+/// [`put_ack`]: Replies::put_ack
+/// [`flush`]: Replies::flush
+pub struct Replies<'a> {
+    socket: &'a SocketRef,
+    coalesce: bool,
+    /// The datagram being filled, and the port it goes to.
+    pending: Option<(u32, NetlinkSkBuff)>,
+}
+
+impl<'a> Replies<'a> {
+    /// Replies sent through `socket`, coalesced if `coalesce`.
+    pub fn new(socket: &'a SocketRef, coalesce: bool) -> Self {
+        Self {
+            socket,
+            coalesce,
+            pending: None,
+        }
+    }
+
+    /// Adds a message for `portid`, as [`NetlinkSkBuff::put`] builds it.
+    pub fn put(&mut self, portid: u32, seq: u32, ty: u16, flags: u16, payload: &[u8]) -> Result {
+        self.add(portid, payload.len(), |skb| {
+            skb.put(portid, seq, ty, flags, payload)
+        })
+    }
+
+    /// Adds an `NLMSG_ERROR` answering `request` for `portid`, as
+    /// [`NetlinkSkBuff::put_ack`] builds it.
+    pub fn put_ack(&mut self, portid: u32, request: &Header, result: Result) -> Result {
+        self.add(portid, NLMSGERR_SIZE, |skb| {
+            skb.put_ack(portid, request, result)
+        })
+    }
+
+    /// Sends the pending datagram, if there is one.
+    pub fn flush(&mut self) -> Result {
+        match self.pending.take() {
+            Some((portid, skb)) => self.socket.unicast(skb, portid),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds a message of `payload` bytes that `put` writes into an skb.
+    fn add(
+        &mut self,
+        portid: u32,
+        payload: usize,
+        put: impl Fn(&mut NetlinkSkBuff) -> Result,
+    ) -> Result {
+        if let Some((to, skb)) = self.pending.as_mut() {
+            if *to == portid {
+                match put(skb) {
+                    // Full: send it, and start the next one.
+                    Err(e) if e == EMSGSIZE => {}
+                    done => return done,
+                }
+            }
+            self.flush()?;
+        }
+        let room = if self.coalesce {
+            payload.max(NLMSG_DEFAULT_SIZE)
+        } else {
+            payload
+        };
+        let mut skb = NetlinkSkBuff::new(room, GFP_KERNEL)?;
+        put(&mut skb)?;
+        if self.coalesce {
+            self.pending = Some((portid, skb));
+            Ok(())
+        } else {
+            self.socket.unicast(skb, portid)
+        }
+    }
+}
+
+impl Drop for Replies<'_> {
+    fn drop(&mut self) {
+        // The receiver learns of a lost datagram from the netlink core
+        // (`ENOBUFS`); there is nobody else to tell.
+        let _ = self.flush();
     }
 }
