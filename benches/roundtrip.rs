@@ -15,17 +15,27 @@
 //! ids are `<client>/<mode>/<payload bytes>`, e.g. `raw/single/16`: modes are
 //! `single` (one request at a time), `pipelined-8` and `pipelined-64` (N
 //! requests in flight before reading) and `batched-N` (N requests in one
-//! datagram). Throughput is counted in round trips.
+//! datagram). With `ROSETTA_COALESCED` set (the raw units' modules loaded
+//! with `coalesce=1`), the raw units' pipelined and batched modes are named
+//! `...-coalesced`. Throughput is counted in round trips.
 //!
 //! With `ROSETTA_PROBE=<group>/<client>/<mode>/<bytes>:<count>` the binary
 //! runs that benchmark's loop `count` times without criterion and exits:
 //! `cargo xtask bench` runs it under `strace -c` to count syscalls per round
 //! trip. `ROSETTA_PROBE=list` prints every id.
+//!
+//! With `ROSETTA_RATIOS=<rounds>:<ms>:<file>` it measures the pairs of ids
+//! listed in `file` (one `<a> <b>` per line) interleaved: each round runs `a`
+//! and `b` for about `ms` milliseconds each, in alternating order, and
+//! prints `<a> <b> <round> <ns per round trip of a> <ns per round trip of
+//! b>`. Ratios taken this way see the same machine state on both sides;
+//! `cargo xtask bench` takes the targets' ratios from them. An id ending in
+//! `/*` matches any payload size.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use user_raw::genl::GenlMsgHdr;
 use user_raw::{messages, Socket, NLM_F_REQUEST, RECV_BUF_LEN};
 
@@ -63,12 +73,24 @@ fn check<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+/// The suffix of the pipelined and batched modes: `-coalesced` when
+/// `ROSETTA_COALESCED` says that the raw units' modules were loaded with
+/// `coalesce=1` (one reply datagram for many answers).
+fn coalesced_suffix() -> &'static str {
+    if std::env::var_os("ROSETTA_COALESCED").is_some() {
+        "-coalesced"
+    } else {
+        ""
+    }
+}
+
 /// The raw-libc client on a raw unit: one, N in flight, or N in a datagram.
 fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
     if let Err(e) = Socket::connect(unit) {
         eprintln!("SKIPPED group {group}: {e}");
         return;
     }
+    let suffix = coalesced_suffix();
     for bytes in SIZES {
         let mut sock = check("connect", Socket::connect(unit));
         let data = payload(bytes);
@@ -90,7 +112,7 @@ fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
         cases.push(Case {
             group,
             client: "raw",
-            mode: format!("pipelined-{n}"),
+            mode: format!("pipelined-{n}{suffix}"),
             bytes: 16,
             per_iter: n as u64,
             run: Box::new(move || {
@@ -108,7 +130,7 @@ fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
     cases.push(Case {
         group,
         client: "raw",
-        mode: format!("batched-{n}"),
+        mode: format!("batched-{n}{suffix}"),
         bytes: 16,
         per_iter: n as u64,
         run: Box::new(move || {
@@ -503,18 +525,58 @@ impl Drop for Child {
     }
 }
 
-fn all_cases() -> Vec<Case> {
+/// Every benchmark whose group and client `want` accepts (`want` sees the
+/// client's family name: `raw`, `libnl-style`, `neli` or, for the anchors,
+/// `anchor`), so that a probe sets up only what it runs.
+fn all_cases(want: impl Fn(&str, &str) -> bool) -> Vec<Case> {
     let mut cases = Vec::new();
     for (group, unit) in [("raw", proto::RAW_UNIT), ("kthread", proto::KTHREAD_UNIT)] {
-        raw_cases(group, unit, &mut cases);
-        libnl_raw_cases(group, unit, &mut cases);
-        neli_raw_cases(group, unit, &mut cases);
+        if want(group, "raw") {
+            raw_cases(group, unit, &mut cases);
+        }
+        if want(group, "libnl-style") {
+            libnl_raw_cases(group, unit, &mut cases);
+        }
+        if want(group, "neli") {
+            neli_raw_cases(group, unit, &mut cases);
+        }
     }
-    genl_cases(&mut cases);
-    libnl_genl_cases(&mut cases);
-    neli_genl_cases(&mut cases);
-    anchor_cases(&mut cases);
+    if want("genl", "raw") {
+        genl_cases(&mut cases);
+    }
+    if want("genl", "libnl-style") {
+        libnl_genl_cases(&mut cases);
+    }
+    if want("genl", "neli") {
+        neli_genl_cases(&mut cases);
+    }
+    if want("anchor", "anchor") {
+        anchor_cases(&mut cases);
+    }
     cases
+}
+
+/// Accepts the group and client family of the benchmark ids in `ids`.
+fn wanted(ids: &[&str]) -> impl Fn(&str, &str) -> bool {
+    let keys: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| {
+            let mut parts = id.split('/');
+            let group = parts.next().unwrap_or("").to_string();
+            let client = parts.next().unwrap_or("");
+            let family = if group == "anchor" {
+                "anchor"
+            } else if client.starts_with("libnl-style") {
+                "libnl-style"
+            } else if client.starts_with("neli") {
+                "neli"
+            } else {
+                client
+            };
+            (group, family.to_string())
+        })
+        .collect();
+    move |group, family| keys.iter().any(|(g, f)| g == group && f == family)
 }
 
 fn main() {
@@ -522,8 +584,12 @@ fn main() {
         probe(&spec);
         return;
     }
+    if let Ok(spec) = std::env::var("ROSETTA_RATIOS") {
+        ratios(&spec);
+        return;
+    }
     let mut criterion = Criterion::default().configure_from_args();
-    let mut cases = all_cases();
+    let mut cases = all_cases(|_, _| true);
     for group_name in ["raw", "kthread", "genl", "anchor"] {
         let mut group = criterion.benchmark_group(group_name);
         for case in cases.iter_mut().filter(|c| c.group == group_name) {
@@ -536,10 +602,86 @@ fn main() {
     criterion.final_summary();
 }
 
+/// The index of the case with `id`; `group/client/mode/*` matches any size.
+fn find_case(cases: &[Case], id: &str) -> usize {
+    cases
+        .iter()
+        .position(|c| match id.strip_suffix("/*") {
+            Some(prefix) => c.id().rsplit_once('/').is_some_and(|(p, _)| p == prefix),
+            None => c.id() == id,
+        })
+        .unwrap_or_else(|| panic!("no benchmark {id}"))
+}
+
+/// Runs `case` `iters` times; returns the nanoseconds per round trip.
+fn time_case(case: &mut Case, iters: u64) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        (case.run)();
+    }
+    start.elapsed().as_nanos() as f64 / (iters * case.per_iter) as f64
+}
+
+/// How many iterations of `case` take about `budget`, after a warm-up.
+fn calibrate(case: &mut Case, budget: Duration) -> u64 {
+    let mut iters = 1;
+    loop {
+        let start = Instant::now();
+        for _ in 0..iters {
+            (case.run)();
+        }
+        let took = start.elapsed();
+        if took >= budget / 4 || iters >= 1 << 20 {
+            let per = took.as_secs_f64() / iters as f64;
+            return ((budget.as_secs_f64() / per).ceil() as u64).max(1);
+        }
+        iters *= 2;
+    }
+}
+
+/// `ROSETTA_RATIOS=<rounds>:<ms>:<file>`: see the crate docs.
+fn ratios(spec: &str) {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(rounds), Some(ms), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("ROSETTA_RATIOS=<rounds>:<ms>:<file>, not {spec}");
+    };
+    let rounds: u32 = rounds.parse().expect("a number of rounds");
+    let budget = Duration::from_millis(ms.parse().expect("milliseconds per side"));
+    let pairs = check("pairs file", std::fs::read_to_string(file));
+    let ids: Vec<&str> = pairs.split_whitespace().collect();
+    let mut cases = all_cases(wanted(&ids));
+    for line in pairs.lines().filter(|l| !l.trim().is_empty()) {
+        let (a_id, b_id) = line.split_once(' ').expect("<a> <b>");
+        let (a, b) = (find_case(&cases, a_id), find_case(&cases, b_id.trim()));
+        let iters = [
+            calibrate(&mut cases[a], budget),
+            calibrate(&mut cases[b], budget),
+        ];
+        eprintln!("interleaving {a_id} with {b_id}: {rounds} rounds");
+        for round in 0..rounds {
+            let mut ns = [0.0; 2];
+            // Alternate who goes first, so that neither always runs on the
+            // other's leftovers.
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let index = [a, b][side];
+                ns[side] = time_case(&mut cases[index], iters[side]);
+            }
+            println!(
+                "{} {} {round} {:.1} {:.1}",
+                cases[a].id(),
+                cases[b].id(),
+                ns[0],
+                ns[1]
+            );
+        }
+    }
+}
+
 /// `ROSETTA_PROBE=list` or `<id>:<count>`: see the crate docs.
 fn probe(spec: &str) {
-    let mut cases = all_cases();
     if spec == "list" {
+        let cases = all_cases(|_, _| true);
         for case in &cases {
             println!("{} {}", case.id(), case.per_iter);
         }
@@ -547,6 +689,7 @@ fn probe(spec: &str) {
     }
     let (id, count) = spec.rsplit_once(':').expect("ROSETTA_PROBE=<id>:<count>");
     let count: u64 = count.parse().expect("a count");
+    let mut cases = all_cases(wanted(&[id]));
     let case = cases
         .iter_mut()
         .find(|c| c.id() == id)

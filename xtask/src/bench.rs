@@ -5,7 +5,9 @@
 //! about 7× more and swings wildly) runs, in order:
 //! 1. the `roundtrip` bench binary under criterion, its output in the VM
 //!    run directory;
-//! 2. every benchmark's loop again without criterion, 1000 and 2000 round
+//! 2. the targets' pairs, interleaved (`ROSETTA_RATIOS`): each ratio is
+//!    the median of rounds that time both sides back to back;
+//! 3. every benchmark's loop again without criterion, 1000 and 2000 round
 //!    trips under `strace -f -c`: the difference over 1000 is the syscalls
 //!    per round trip, set-up excluded.
 //!
@@ -33,6 +35,10 @@ pub fn run_bench(quick: bool) -> Result<i32> {
     let run_dir = root().join("target/rosetta/bench-run");
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(run_dir.join("strace"))?;
+    std::fs::write(run_dir.join("pairs.txt"), pairs_file(false))?;
+    std::fs::write(run_dir.join("pairs-coalesced.txt"), pairs_file(true))?;
+    // The targets' ratios: rounds of both sides back to back.
+    let (rounds, ms) = if quick { (11, 10) } else { (41, 40) };
     // Criterion's bootstrap is slow on an emulated CPU: fewer resamples
     // keep the analysis in seconds; the quick mode also skips the plots.
     let criterion_args = if quick {
@@ -42,16 +48,34 @@ pub fn run_bench(quick: bool) -> Result<i32> {
     };
     let d = run_dir.display();
     let e = exe.display();
+    // Pass 1 measures everything with the modules' defaults; pass 2 loads
+    // the raw units' modules again with `coalesce=1` and measures the
+    // pipelined and batched modes, whose replies can then share datagrams.
     let script = format!(
         "set -e\n\
+         count() {{\n\
+           echo '==> counting syscalls per round trip (strace -f -c)'\n\
+           while read id per; do\n\
+             for n in {c1} {c2}; do\n\
+               strace -f -c -o \"{d}/strace/$(echo $id | tr / _)-$n.txt\" env ROSETTA_PROBE=$id:$n {e} 2>/dev/null\n\
+             done\n\
+           done < $1\n\
+         }}\n\
          CRITERION_HOME={d}/criterion {e} --bench {criterion_args}\n\
+         echo '==> the targets, interleaved: {rounds} rounds of {ms} ms a side'\n\
+         ROSETTA_RATIOS={rounds}:{ms}:{d}/pairs.txt {e} > {d}/ratios.txt\n\
          ROSETTA_PROBE=list {e} > {d}/probes.txt\n\
-         echo '==> counting syscalls per round trip (strace -f -c)'\n\
-         while read id per; do\n\
-           for n in {c1} {c2}; do\n\
-             strace -f -c -o \"{d}/strace/$(echo $id | tr / _)-$n.txt\" env ROSETTA_PROBE=$id:$n {e} 2>/dev/null\n\
-           done\n\
-         done < {d}/probes.txt\n",
+         count {d}/probes.txt\n\
+         echo '==> pass 2: kmod-raw and kmod-kthread with coalesce=1'\n\
+         rmmod kmod_raw kmod_kthread\n\
+         insmod \"$ROSETTA_KMOD_RAW\" coalesce=1\n\
+         insmod \"$ROSETTA_KMOD_KTHREAD\" coalesce=1\n\
+         export ROSETTA_COALESCED=1\n\
+         CRITERION_HOME={d}/criterion {e} --bench {criterion_args} coalesced\n\
+         ROSETTA_RATIOS={rounds}:{ms}:{d}/pairs-coalesced.txt {e} >> {d}/ratios.txt\n\
+         ROSETTA_PROBE=list {e} | grep coalesced > {d}/probes-coalesced.txt\n\
+         count {d}/probes-coalesced.txt\n\
+         cat {d}/probes-coalesced.txt >> {d}/probes.txt\n",
         c1 = PROBE_COUNTS[0],
         c2 = PROBE_COUNTS[1],
     );
@@ -77,13 +101,16 @@ pub fn run_bench(quick: bool) -> Result<i32> {
     }
 
     let rows = summarize(&run_dir)?;
+    let targets = target_results(
+        &std::fs::read_to_string(run_dir.join("ratios.txt")).context("no interleaved ratios")?,
+    );
     let out = root().join("target/rosetta");
-    let summary = json!({ "quick": quick, "guest_cpus": 1, "rows": rows });
+    let summary = json!({ "quick": quick, "guest_cpus": 1, "rows": rows, "targets": targets });
     std::fs::write(
         out.join("bench-summary.json"),
         serde_json::to_string_pretty(&summary)? + "\n",
     )?;
-    let table = markdown(&rows);
+    let table = markdown(&rows, &targets);
     std::fs::write(out.join("bench-summary.md"), &table)?;
     std::fs::write(out.join("bench-summary.svg"), svg(&rows))?;
     let report = root().join("target/criterion");
@@ -217,7 +244,7 @@ fn fmt_ratio(v: &Value) -> String {
     v.as_f64().map_or("–".into(), |r| format!("{r:.2}"))
 }
 
-fn markdown(rows: &[Value]) -> String {
+fn markdown(rows: &[Value], targets: &[Value]) -> String {
     let mut s = String::from(
         "| module | client | mode | bytes | µs/rt (95% CI) | rt/s | syscalls/rt | × raw client | × floor | × nlctrl |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -243,97 +270,253 @@ fn markdown(rows: &[Value]) -> String {
             fmt_ratio(&r["ratio_to_nlctrl"]),
         );
     }
-    s.push_str("\nTargets (16-byte payloads, ratios from this run):\n\n");
-    for (what, value, target, le) in targets(rows) {
-        let verdict = match value {
-            Some(v) if (le && v <= target) || (!le && v >= target) => "met",
-            Some(_) => "MISSED",
+    s.push_str(
+        "\nTargets (16-byte payloads). Each ratio is the median over rounds that \
+         ran both sides back to back (interleaved, alternating order), with its \
+         interquartile range and extremes: the spread of this run.\n\n",
+    );
+    for t in targets {
+        let verdict = match t["met"].as_bool() {
+            Some(true) => "met",
+            Some(false) => "MISSED",
             None => "not measured",
         };
+        let f = |v: &Value| v.as_f64().map_or("–".into(), |v| format!("{v:.2}"));
         let _ = writeln!(
             s,
-            "- {what}: {} (target {} {target}) — {verdict}",
-            value.map_or("–".into(), |v| format!("{v:.2}")),
-            if le { "≤" } else { "≥" }
+            "- {}: {} (IQR {}–{}, range {}–{}, {} rounds; target {} {}) — {verdict}",
+            t["what"].as_str().unwrap_or(""),
+            f(&t["median"]),
+            f(&t["quartiles"][0]),
+            f(&t["quartiles"][1]),
+            f(&t["range"][0]),
+            f(&t["range"][1]),
+            t["rounds"],
+            if t["bound"] == "<=" { "≤" } else { "≥" },
+            t["target"],
         );
     }
     s
 }
 
-/// (description, measured ratio, target, whether the target is an upper
-/// bound).
-fn targets(rows: &[Value]) -> Vec<(String, Option<f64>, f64, bool)> {
-    let t = |m: &str, c: &str, mode: &str| us(rows, m, c, mode, 16);
-    let div = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
-    let anchor = |c: &str| {
-        rows.iter()
-            .find(|r| r["client"] == c)
-            .and_then(|r| r["us_per_rt"].as_f64())
-    };
-    let mut out = Vec::new();
-    for m in ["raw", "kthread", "genl"] {
-        out.push((
-            format!("libnl-style / raw client on {m}"),
-            div(t(m, "libnl-style", "single"), t(m, "raw", "single")),
-            1.10,
-            true,
-        ));
-        out.push((
-            format!("neli / raw client on {m}"),
-            div(t(m, "neli", "single"), t(m, "raw", "single")),
-            1.20,
-            true,
-        ));
+/// A target ratio: µs per round trip of benchmark `a` over that of `b`,
+/// measured interleaved (see `ROSETTA_RATIOS` in `benches/roundtrip.rs`).
+/// For "rate" targets `a` is the slower one, so the ratio is a speed-up.
+struct Target {
+    what: &'static str,
+    a: &'static str,
+    b: &'static str,
+    target: f64,
+    /// Whether the target is an upper bound (≤) rather than a lower one.
+    le: bool,
+}
+
+/// The issue's targets, all at 16-byte payloads.
+const TARGETS: &[Target] = &[
+    Target {
+        what: "libnl-style / raw client on raw",
+        a: "raw/libnl-style/single/16",
+        b: "raw/raw/single/16",
+        target: 1.10,
+        le: true,
+    },
+    Target {
+        what: "neli / raw client on raw",
+        a: "raw/neli/single/16",
+        b: "raw/raw/single/16",
+        target: 1.20,
+        le: true,
+    },
+    Target {
+        what: "neli-socket / raw client on raw",
+        a: "raw/neli-socket/single/16",
+        b: "raw/raw/single/16",
+        target: 1.20,
+        le: true,
+    },
+    Target {
+        what: "libnl-style / raw client on kthread",
+        a: "kthread/libnl-style/single/16",
+        b: "kthread/raw/single/16",
+        target: 1.10,
+        le: true,
+    },
+    Target {
+        what: "neli / raw client on kthread",
+        a: "kthread/neli/single/16",
+        b: "kthread/raw/single/16",
+        target: 1.20,
+        le: true,
+    },
+    Target {
+        what: "neli-socket / raw client on kthread",
+        a: "kthread/neli-socket/single/16",
+        b: "kthread/raw/single/16",
+        target: 1.20,
+        le: true,
+    },
+    Target {
+        what: "libnl-style / raw client on genl",
+        a: "genl/libnl-style/single/16",
+        b: "genl/raw/single/16",
+        target: 1.10,
+        le: true,
+    },
+    Target {
+        what: "neli / raw client on genl",
+        a: "genl/neli/single/16",
+        b: "genl/raw/single/16",
+        target: 1.20,
+        le: true,
+    },
+    Target {
+        what: "neli-socket / raw client on genl",
+        a: "genl/neli-socket/single/16",
+        b: "genl/raw/single/16",
+        target: 1.20,
+        le: true,
+    },
+    Target {
+        what: "kmod-raw echo / the same module in C (benches/c-reference; the project's bar)",
+        a: "raw/raw/single/16",
+        b: "anchor/c-module/single/16",
+        target: 1.10,
+        le: true,
+    },
+    Target {
+        what: "kmod-raw echo / syscall floor",
+        a: "raw/raw/single/16",
+        b: "anchor/unix-floor/single/16",
+        target: 1.5,
+        le: true,
+    },
+    Target {
+        what: "the same echo in C (c-module) / syscall floor: the reference for the line above",
+        a: "anchor/c-module/single/16",
+        b: "anchor/unix-floor/single/16",
+        target: 1.5,
+        le: true,
+    },
+    Target {
+        what: "genl echo / nlctrl GETFAMILY",
+        a: "genl/raw/single/16",
+        b: "anchor/nlctrl/single/*",
+        target: 0.8,
+        le: true,
+    },
+    Target {
+        what: "genl echo / unknown-family answer",
+        a: "genl/raw/single/16",
+        b: "anchor/genl-unknown/single/*",
+        target: 1.3,
+        le: true,
+    },
+    Target {
+        what: "kmod-kthread / kmod-raw, one at a time",
+        a: "kthread/raw/single/16",
+        b: "raw/raw/single/16",
+        target: 2.6,
+        le: true,
+    },
+    Target {
+        what: "kmod-kthread pipelined-64 rate / its one-at-a-time rate",
+        a: "kthread/raw/single/16",
+        b: "kthread/raw/pipelined-64/16",
+        target: 1.5,
+        le: false,
+    },
+    Target {
+        what: "kmod-raw batched-64 rate / its one-at-a-time rate",
+        a: "raw/raw/single/16",
+        b: "raw/raw/batched-64/16",
+        target: 3.0,
+        le: false,
+    },
+    Target {
+        what: "kmod-raw batched-64 rate, replies coalesced (coalesce=1) / its one-at-a-time rate",
+        a: "raw/raw/single/16",
+        b: "raw/raw/batched-64-coalesced/16",
+        target: 3.0,
+        le: false,
+    },
+    Target {
+        what: "kmod-kthread pipelined-64 rate, replies coalesced (coalesce=1) / its one-at-a-time rate",
+        a: "kthread/raw/single/16",
+        b: "kthread/raw/pipelined-64-coalesced/16",
+        target: 1.5,
+        le: false,
+    },
+];
+
+/// The `ROSETTA_RATIOS` pairs file of one pass: one `<a> <b>` line per
+/// target.
+fn pairs_file(coalesced: bool) -> String {
+    TARGETS
+        .iter()
+        .filter(|t| t.b.contains("-coalesced") == coalesced)
+        .map(|t| format!("{} {}\n", t.a, t.b))
+        .collect()
+}
+
+/// The value at quantile `q` of sorted `v` (linear interpolation).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let pos = q * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+/// Every target with its interleaved ratio: median, quartiles, extremes.
+fn target_results(ratios_txt: &str) -> Vec<Value> {
+    // `<a> <b> <round> <ns a> <ns b>` lines; `b` as printed has its real size.
+    let mut per_pair: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for line in ratios_txt.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [a, b, _, na, nb] = f[..] {
+            if let (Ok(na), Ok(nb)) = (na.parse::<f64>(), nb.parse::<f64>()) {
+                per_pair
+                    .entry((a.into(), b.into()))
+                    .or_default()
+                    .push(na / nb);
+            }
+        }
     }
-    out.push((
-        "kmod-raw echo / the same module in C (benches/c-reference; the project's bar)".into(),
-        div(t("raw", "raw", "single"), t("anchor", "c-module", "single")),
-        1.1,
-        true,
-    ));
-    out.push((
-        "kmod-raw echo / syscall floor".into(),
-        div(
-            t("raw", "raw", "single"),
-            t("anchor", "unix-floor", "single"),
-        ),
-        1.5,
-        true,
-    ));
-    out.push((
-        "genl echo / nlctrl GETFAMILY".into(),
-        div(t("genl", "raw", "single"), anchor("nlctrl")),
-        0.8,
-        true,
-    ));
-    out.push((
-        "genl echo / unknown-family answer".into(),
-        div(t("genl", "raw", "single"), anchor("genl-unknown")),
-        1.3,
-        true,
-    ));
-    out.push((
-        "kmod-kthread / kmod-raw, one at a time".into(),
-        div(t("kthread", "raw", "single"), t("raw", "raw", "single")),
-        2.6,
-        true,
-    ));
-    out.push((
-        "kmod-kthread pipelined-64 rate / its one-at-a-time rate".into(),
-        div(
-            t("kthread", "raw", "single"),
-            t("kthread", "raw", "pipelined-64"),
-        ),
-        1.5,
-        false,
-    ));
-    out.push((
-        "kmod-raw batched-64 rate / its one-at-a-time rate".into(),
-        div(t("raw", "raw", "single"), t("raw", "raw", "batched-64")),
-        3.0,
-        false,
-    ));
-    out
+    let matches = |pattern: &str, id: &str| match pattern.strip_suffix("/*") {
+        Some(prefix) => id.rsplit_once('/').is_some_and(|(p, _)| p == prefix),
+        None => pattern == id,
+    };
+    TARGETS
+        .iter()
+        .map(|t| {
+            let ratios = per_pair
+                .iter()
+                .find(|((a, b), _)| matches(t.a, a) && matches(t.b, b))
+                .map(|(_, r)| r.clone());
+            let mut row = json!({
+                "what": t.what, "a": t.a, "b": t.b,
+                "target": t.target, "bound": if t.le { "<=" } else { ">=" },
+            });
+            match ratios {
+                Some(mut r) if !r.is_empty() => {
+                    r.sort_by(f64::total_cmp);
+                    let median = quantile(&r, 0.5);
+                    // A rate target: the speed-up is b's rate over a's, i.e.
+                    // a's time over b's, which is what `r` holds.
+                    let met = if t.le {
+                        median <= t.target
+                    } else {
+                        median >= t.target
+                    };
+                    row["rounds"] = json!(r.len());
+                    row["median"] = json!(median);
+                    row["quartiles"] = json!([quantile(&r, 0.25), quantile(&r, 0.75)]);
+                    row["range"] = json!([r[0], r[r.len() - 1]]);
+                    row["met"] = json!(met);
+                }
+                _ => row["met"] = Value::Null,
+            }
+            row
+        })
+        .collect()
 }
 
 /// A horizontal bar chart of µs per round trip, one bar per row.
