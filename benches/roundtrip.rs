@@ -44,6 +44,9 @@ const SIZES: [usize; 3] = [16, 1024, 16384];
 /// The unit of the C reference module, `benches/c-reference/kmod_c_raw.c`.
 const C_REFERENCE_UNIT: i32 = 30;
 
+/// The family of the C reference module, `benches/c-reference/kmod_c_genl.c`.
+const C_REFERENCE_FAMILY: &str = "c_genl";
+
 /// A payload of `n` bytes: letters only, so that it is also a valid MSG
 /// string for the generic netlink family.
 fn payload(n: usize) -> Vec<u8> {
@@ -380,6 +383,23 @@ fn anchor_cases(cases: &mut Vec<Case>) {
             let mut sock = Socket::connect(C_REFERENCE_UNIT).map_err(|e| e.to_string())?;
             Ok(Box::new(move |data: &[u8]| {
                 black_box(check("echo", sock.echo(data)));
+            }))
+        },
+        cases,
+    );
+    // kmod-genl's behaviour written in C (benches/c-reference), family
+    // c_genl: what the Rust generic netlink abstraction costs.
+    single_cases(
+        "anchor",
+        "c-genl",
+        || {
+            let family = Socket::connect_genl()
+                .and_then(|mut s| s.resolve_family(C_REFERENCE_FAMILY))
+                .map_err(|e| e.to_string())?
+                .id;
+            let mut sock = Socket::connect_genl().map_err(|e| e.to_string())?;
+            Ok(Box::new(move |data: &[u8]| {
+                black_box(check("genl echo", sock.genl_echo(family, data)));
             }))
         },
         cases,

@@ -398,6 +398,13 @@ const TARGETS: &[Target] = &[
         le: true,
     },
     Target {
+        what: "genl echo / the same family in C (benches/c-reference; the project's bar)",
+        a: "genl/raw/single/16",
+        b: "anchor/c-genl/single/16",
+        target: 1.10,
+        le: true,
+    },
+    Target {
         what: "genl echo / nlctrl GETFAMILY",
         a: "genl/raw/single/16",
         b: "anchor/nlctrl/single/*",
@@ -407,6 +414,13 @@ const TARGETS: &[Target] = &[
     Target {
         what: "genl echo / unknown-family answer",
         a: "genl/raw/single/16",
+        b: "anchor/genl-unknown/single/*",
+        target: 1.3,
+        le: true,
+    },
+    Target {
+        what: "the same family in C (c-genl) / unknown-family answer: the reference for the line above",
+        a: "anchor/c-genl/single/16",
         b: "anchor/genl-unknown/single/*",
         target: 1.3,
         le: true,

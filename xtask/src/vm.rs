@@ -26,8 +26,12 @@ pub const KMODS: &[(&str, &str, &str)] = &[
     ("genl", "kmod-genl", "kmod_genl"),
 ];
 
-/// kmod-raw written in C, on unit 30: the benches' reference.
-pub const BENCH_KMODS: &[(&str, &str, &str)] = &[("c-raw", "benches/c-reference", "kmod_c_raw")];
+/// kmod-raw and kmod-genl written in C (unit 30, family `c_genl`): the
+/// benches' references.
+pub const BENCH_KMODS: &[(&str, &str, &str)] = &[
+    ("c-raw", "benches/c-reference", "kmod_c_raw"),
+    ("c-genl", "benches/c-reference", "kmod_c_genl"),
+];
 
 /// Every module xtask builds: the project's and the benches' references.
 pub fn all_kmods() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {

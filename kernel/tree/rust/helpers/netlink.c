@@ -56,3 +56,8 @@ void *rust_helper_netlink_user_data(const struct sock *sk)
 {
 	return rcu_dereference_sk_user_data(sk);
 }
+
+unsigned int rust_helper_skb_tailroom(const struct sk_buff *skb)
+{
+	return skb_tailroom(skb);
+}

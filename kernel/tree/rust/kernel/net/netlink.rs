@@ -541,6 +541,9 @@ impl<'a> Message<'a> {
 /// skb.put(42, 1, 0x10, 0, b"hello")?;
 /// // Allocation rounds up, but not to a page: this one does not fit.
 /// assert_eq!(skb.put(42, 2, 0x10, 0, &[0; 4096]), Err(EMSGSIZE));
+/// // Until the buffer grows.
+/// skb.grow(16 + 4096, GFP_KERNEL)?;
+/// skb.put(42, 2, 0x10, 0, &[0; 4096])?;
 /// # Ok::<(), Error>(())
 /// ```
 ///
@@ -635,6 +638,25 @@ impl NetlinkSkBuff {
         Ok(())
     }
 
+    /// How many more bytes fit (`skb_tailroom()`).
+    pub fn tailroom(&self) -> usize {
+        // SAFETY: By the type invariant, the skb is valid.
+        unsafe { bindings::skb_tailroom(self.skb.as_ptr()) as usize }
+    }
+
+    /// Makes room for `extra` more bytes at the end (`pskb_expand_head()`):
+    /// the data moves to a larger buffer. Fails with `ENOMEM`, leaving the
+    /// buffer as it was.
+    pub fn grow(&mut self, extra: usize, flags: Flags) -> Result {
+        let extra = i32::try_from(extra).map_err(|_| ENOMEM)?;
+        // SAFETY: By the type invariant, the skb is valid, ours alone (not
+        // shared, not cloned) and never sent, as `pskb_expand_head()`
+        // requires; on failure it changes nothing.
+        to_result(unsafe {
+            bindings::pskb_expand_head(self.skb.as_ptr(), 0, extra, flags.as_raw())
+        })
+    }
+
     /// Takes ownership of an skb.
     ///
     /// # Safety
@@ -675,10 +697,13 @@ pub const NLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE;
 /// all. With `coalesce` false, [`put`] and [`put_ack`] send every message at
 /// once in a datagram of its own, as `netlink_rcv_skb()` does with its acks.
 /// With `coalesce` true, consecutive messages to the same port share a
-/// datagram of [`NLMSG_DEFAULT_SIZE`] bytes (or one message, if that alone
-/// is larger), which is sent when the next message does not fit, goes to
+/// datagram, which is sent when the next message does not fit, goes to
 /// another port, or on [`flush`]: the receiver then needs one `recvmsg()`
-/// for many replies.
+/// for many replies. A datagram starts with the room of its first message,
+/// as without coalescing (a lone reply costs no more, and a large buffer
+/// would only be trimmed again by `netlink_unicast()`); when a message
+/// does not fit, it grows once, to [`NLMSG_DEFAULT_SIZE`] bytes of
+/// messages or to what that message needs if it is more.
 ///
 /// An error from sending the pending datagram is returned by the call that
 /// sent it, and that call's own message is not added. Dropping sends what is
@@ -715,6 +740,15 @@ pub const NLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE;
 /// replies.put(nobody, 2, 0x10, 0, b"again")?;
 /// assert_eq!(replies.flush(), Err(ECONNREFUSED));
 /// assert_eq!(replies.flush(), Ok(()));
+///
+/// // A datagram grows to about a page; the first message that does not fit
+/// // sends it (refused here: that call reports it) and is not added.
+/// let mut added = 0;
+/// while replies.put(nobody, added, 0x10, 0, &[0; 1024]).is_ok() {
+///     added += 1;
+/// }
+/// assert_eq!(added, 3);
+/// assert_eq!(replies.flush(), Ok(()));
 /// # Ok::<(), Error>(())
 /// ```
 ///
@@ -724,8 +758,17 @@ pub const NLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE;
 pub struct Replies<'a> {
     socket: &'a SocketRef,
     coalesce: bool,
-    /// The datagram being filled, and the port it goes to.
-    pending: Option<(u32, NetlinkSkBuff)>,
+    pending: Option<Pending>,
+}
+
+/// The datagram that [`Replies`] is filling.
+struct Pending {
+    portid: u32,
+    skb: NetlinkSkBuff,
+    /// Bytes of the messages put so far.
+    used: usize,
+    /// Whether `skb` has grown to coalesce.
+    grown: bool,
 }
 
 impl<'a> Replies<'a> {
@@ -756,7 +799,7 @@ impl<'a> Replies<'a> {
     /// Sends the pending datagram, if there is one.
     pub fn flush(&mut self) -> Result {
         match self.pending.take() {
-            Some((portid, skb)) => self.socket.unicast(skb, portid),
+            Some(pending) => self.socket.unicast(pending.skb, pending.portid),
             None => Ok(()),
         }
     }
@@ -768,28 +811,50 @@ impl<'a> Replies<'a> {
         payload: usize,
         put: impl Fn(&mut NetlinkSkBuff) -> Result,
     ) -> Result {
-        if let Some((to, skb)) = self.pending.as_mut() {
-            if *to == portid {
-                match put(skb) {
-                    // Full: send it, and start the next one.
-                    Err(e) if e == EMSGSIZE => {}
-                    done => return done,
-                }
+        let size = nlmsg_align(NLMSG_HDRLEN.saturating_add(payload));
+        if let Some(pending) = self.pending.as_mut() {
+            if pending.portid == portid && pending.put(size, &put)? {
+                return Ok(());
             }
             self.flush()?;
         }
-        let room = if self.coalesce {
-            payload.max(NLMSG_DEFAULT_SIZE)
-        } else {
-            payload
-        };
-        let mut skb = NetlinkSkBuff::new(room, GFP_KERNEL)?;
+        let mut skb = NetlinkSkBuff::new(payload, GFP_KERNEL)?;
         put(&mut skb)?;
-        if self.coalesce {
-            self.pending = Some((portid, skb));
-            Ok(())
-        } else {
-            self.socket.unicast(skb, portid)
+        if !self.coalesce {
+            return self.socket.unicast(skb, portid);
+        }
+        self.pending = Some(Pending {
+            portid,
+            skb,
+            used: size,
+            grown: false,
+        });
+        Ok(())
+    }
+}
+
+impl Pending {
+    /// Puts a message of `size` bytes, growing the datagram once; `false`
+    /// when it is full.
+    fn put(&mut self, size: usize, put: impl Fn(&mut NetlinkSkBuff) -> Result) -> Result<bool> {
+        let mut result = put(&mut self.skb);
+        if result == Err(EMSGSIZE) && !self.grown {
+            self.grown = true;
+            // To a page's worth of messages (no headroom: the data starts
+            // at the head), or what this one needs.
+            let capacity = self.used + self.skb.tailroom();
+            let extra = NLMSG_DEFAULT_SIZE.saturating_sub(capacity).max(size);
+            if self.skb.grow(extra, GFP_KERNEL).is_ok() {
+                result = put(&mut self.skb);
+            }
+        }
+        match result {
+            Ok(()) => {
+                self.used += size;
+                Ok(true)
+            }
+            Err(e) if e == EMSGSIZE => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
