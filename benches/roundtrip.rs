@@ -3,7 +3,7 @@
 //! They need the kernel modules, so they run inside the VM:
 //!
 //! ```text
-//! $ cargo xtask bench            # full run, about 15 minutes
+//! $ cargo xtask bench            # full run, about 22 minutes
 //! $ cargo xtask bench --quick    # a few minutes
 //! ```
 //!
