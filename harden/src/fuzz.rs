@@ -626,6 +626,9 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
     let mut buf = vec![0u8; user_raw::RECV_BUF_LEN];
     let portid = sock.portid();
     let (mut datagrams, mut answers) = (0u64, BTreeMap::<String, u64>::new());
+    // Datagrams the answers came in: fewer than the answers when the module
+    // coalesces them.
+    let mut answer_datagrams = 0u64;
     let mut walked = 0u64;
     let (send_limit, mut refused) = (send_buffer()? - 32, 0u64);
     // Messages in datagrams that the kernel took.
@@ -669,6 +672,7 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
             let n = sock
                 .recv(&mut buf)
                 .map_err(|e| fail(format!("answer {received} of {}: {e}", expected.len())))?;
+            answer_datagrams += 1;
             for msg in messages(&buf[..n]) {
                 let (hdr, body) =
                     msg.map_err(|e| fail(format!("the kernel sent a malformed message: {e}")))?;
@@ -715,6 +719,7 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
         "messages_parsed_by_kernel": walked,
         "datagrams_refused_as_too_long": refused,
         "answers": answers,
+        "answer_datagrams": answer_datagrams,
     }))
 }
 

@@ -7,7 +7,9 @@
 //!
 //! 1. **fuzz** ([`fuzz`]): seeded datagrams of malformed and mutated
 //!    messages, every answer checked against a model of the netlink core
-//!    and the module; then a normal echo must still work;
+//!    and the module; then a normal echo must still work. The raw units
+//!    are fuzzed again with `coalesce=1` and the same datagrams: the same
+//!    answers must come, in fewer datagrams;
 //! 2. **flood** ([`flood`]): send without reading, with a small receive
 //!    buffer and with a large one (for kmod-kthread, with its thread held
 //!    off the CPU so that its queue fills); every request ends counted;
@@ -208,36 +210,47 @@ fn run(args: &Args) -> Result<bool> {
 
 type Phase<'a> = (&'static str, Box<dyn FnOnce() -> Result<Value> + 'a>);
 
+/// Fuzzes `module` with the datagrams of `seed`, then checks that every
+/// client library still gets its echo.
+fn fuzz(module: Module, seed: u64, sizes: &Sizes) -> Result<Value> {
+    let (mut sock, family) = clients::raw_socket(module)?;
+    let target = match (module, family) {
+        (_, Some(family)) => fuzz::Target::Genl { family },
+        (Module::Kthread, None) => fuzz::Target::Queued,
+        _ => fuzz::Target::Raw,
+    };
+    println!(
+        "    {target:?}, seed {seed:#x}, {} messages",
+        sizes.messages
+    );
+    let plan = fuzz::Plan {
+        seed,
+        messages: sizes.messages,
+    };
+    let mut stats = fuzz::run(&mut sock, target, &plan)?;
+    // Still a working echo server afterwards, for every library.
+    for lib in clients::Lib::ALL {
+        clients::Client::connect(lib, module)
+            .and_then(|mut c| c.echo("still there after the fuzzing"))
+            .map_err(|e| anyhow::anyhow!("after the fuzzing, {}: {e}", lib.name()))?;
+    }
+    stats["echo_after"] = json!("ok");
+    Ok(stats)
+}
+
 /// The phases for `module`, in order.
 fn phases<'a>(module: Module, fuzz_only: bool, sizes: &'a Sizes, seed: u64) -> Vec<Phase<'a>> {
-    let mut phases: Vec<Phase<'a>> = vec![(
-        "fuzz",
-        Box::new(move || {
-            let (mut sock, family) = clients::raw_socket(module)?;
-            let target = match (module, family) {
-                (_, Some(family)) => fuzz::Target::Genl { family },
-                (Module::Kthread, None) => fuzz::Target::Queued,
-                _ => fuzz::Target::Raw,
-            };
-            println!(
-                "    {target:?}, seed {seed:#x}, {} messages",
-                sizes.messages
-            );
-            let plan = fuzz::Plan {
-                seed,
-                messages: sizes.messages,
-            };
-            let mut stats = fuzz::run(&mut sock, target, &plan)?;
-            // Still a working echo server afterwards, for every library.
-            for lib in clients::Lib::ALL {
-                clients::Client::connect(lib, module)
-                    .and_then(|mut c| c.echo("still there after the fuzzing"))
-                    .map_err(|e| anyhow::anyhow!("after the fuzzing, {}: {e}", lib.name()))?;
-            }
-            stats["echo_after"] = json!("ok");
-            Ok(stats)
-        }),
-    )];
+    let mut phases: Vec<Phase<'a>> = vec![("fuzz", Box::new(move || fuzz(module, seed, sizes)))];
+    if module.unit().is_some() {
+        // The same datagrams, with the answers coalesced: the same answers,
+        // in fewer datagrams.
+        phases.push((
+            "fuzz-coalesced",
+            Box::new(move || {
+                stress::with_params(module, &["coalesce=1"], || fuzz(module, seed, sizes))
+            }),
+        ));
+    }
     if fuzz_only {
         return phases;
     }

@@ -123,7 +123,7 @@ impl Churn {
 /// Unloads `module`, retrying while clients still hold it (every
 /// userspace socket of a raw unit pins its module); returns how many times
 /// the kernel refused.
-fn rmmod_eventually(module: Module) -> Result<u32> {
+pub fn rmmod_eventually(module: Module) -> Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut refused = 0;
     loop {
@@ -291,6 +291,22 @@ fn find_task(name: &str) -> Result<libc::pid_t> {
         }
     }
     bail!("no task named {name}: is kmod_kthread loaded?")
+}
+
+/// Reloads `module` with `params` (e.g. `"coalesce=1"`) for `f`, then with
+/// its defaults, which later phases expect.
+pub fn with_params(
+    module: Module,
+    params: &[&str],
+    f: impl FnOnce() -> Result<Value>,
+) -> Result<Value> {
+    let kmod = kmod(module);
+    rmmod_eventually(module)?;
+    kmod.insmod_with(params).map_err(anyhow::Error::msg)?;
+    let result = f();
+    rmmod_eventually(module)?;
+    kmod.insmod().map_err(anyhow::Error::msg)?;
+    result
 }
 
 /// kmod-kthread unloaded with its queue full, `reps` times: with the thread

@@ -699,11 +699,14 @@ pub const NLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE;
 /// With `coalesce` true, consecutive messages to the same port share a
 /// datagram, which is sent when the next message does not fit, goes to
 /// another port, or on [`flush`]: the receiver then needs one `recvmsg()`
-/// for many replies. A datagram starts with the room of its first message,
-/// as without coalescing (a lone reply costs no more, and a large buffer
-/// would only be trimmed again by `netlink_unicast()`); when a message
-/// does not fit, it grows once, to [`NLMSG_DEFAULT_SIZE`] bytes of
-/// messages or to what that message needs if it is more.
+/// for many replies. A coalesced datagram holds at most
+/// [`NLMSG_DEFAULT_SIZE`] bytes of messages; a larger message travels
+/// alone, as it would without coalescing. So a receiver never needs a
+/// larger buffer than for one message or a page. A datagram starts with
+/// the room of its first message, as without coalescing (a lone reply costs
+/// no more, and a large buffer would only be trimmed again by
+/// `netlink_unicast()`), and grows once, to that page's worth, when a
+/// message does not fit.
 ///
 /// An error from sending the pending datagram is returned by the call that
 /// sent it, and that call's own message is not added. Dropping sends what is
@@ -837,14 +840,19 @@ impl Pending {
     /// Puts a message of `size` bytes, growing the datagram once; `false`
     /// when it is full.
     fn put(&mut self, size: usize, put: impl Fn(&mut NetlinkSkBuff) -> Result) -> Result<bool> {
+        if self.used.saturating_add(size) > NLMSG_DEFAULT_SIZE {
+            // Over a page: not even into the slack of a large message's
+            // buffer, which `kmalloc()` rounds up.
+            return Ok(false);
+        }
         let mut result = put(&mut self.skb);
         if result == Err(EMSGSIZE) && !self.grown {
             self.grown = true;
             // To a page's worth of messages (no headroom: the data starts
-            // at the head), or what this one needs.
+            // at the head).
             let capacity = self.used + self.skb.tailroom();
-            let extra = NLMSG_DEFAULT_SIZE.saturating_sub(capacity).max(size);
-            if self.skb.grow(extra, GFP_KERNEL).is_ok() {
+            let extra = NLMSG_DEFAULT_SIZE.saturating_sub(capacity);
+            if extra > 0 && self.skb.grow(extra, GFP_KERNEL).is_ok() {
                 result = put(&mut self.skb);
             }
         }
