@@ -60,8 +60,8 @@ module! {
             default: 256,
             description: "How many requests may wait for the thread",
         },
-        coalesce: u32 {
-            default: 0,
+        coalesce: bool {
+            default: false,
             description: "1: the answers the thread sends in a row travel together",
         },
     },
@@ -242,7 +242,7 @@ impl kernel::Module for KmodKthread {
         let unit = module_parameters::unit.value();
         let capacity = module_parameters::capacity.value();
         let capacity = usize::try_from(capacity)?;
-        let coalesce = flag("coalesce", module_parameters::coalesce.value())?;
+        let coalesce = module_parameters::coalesce.value();
         let queue = Arc::pin_init(
             pin_init!(Queue {
                 state <- new_mutex!(State { requests: KVec::new(), stopping: false }),
@@ -271,18 +271,6 @@ impl kernel::Module for KmodKthread {
             unit,
             _thread: thread,
         })
-    }
-}
-
-/// A 0/1 module parameter (6.12's Rust parameters have no `bool`).
-fn flag(name: &str, value: u32) -> Result<bool> {
-    match value {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => {
-            pr_err!("{}={}: must be 0 or 1\n", name, value);
-            Err(EINVAL)
-        }
     }
 }
 

@@ -49,8 +49,8 @@ module! {
             default: 31,
             description: "Netlink protocol unit to serve (proto::RAW_UNIT)",
         },
-        coalesce: u32 {
-            default: 0,
+        coalesce: bool {
+            default: false,
             description: "1: the answers to a datagram travel back together",
         },
     },
@@ -107,7 +107,7 @@ fn reason(err: Error) -> Option<&'static CStr> {
 impl kernel::Module for KmodRaw {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let unit = module_parameters::unit.value();
-        let coalesce = flag("coalesce", module_parameters::coalesce.value())?;
+        let coalesce = module_parameters::coalesce.value();
         let socket = Socket::new(unit, module, Arc::new(Echo { coalesce }, GFP_KERNEL)?)?;
         pr_info!(
             "echo on netlink unit {}, coalesce={}\n",
@@ -118,18 +118,6 @@ impl kernel::Module for KmodRaw {
             _socket: socket,
             unit,
         })
-    }
-}
-
-/// A 0/1 module parameter (6.12's Rust parameters have no `bool`).
-fn flag(name: &str, value: u32) -> Result<bool> {
-    match value {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => {
-            pr_err!("{}={}: must be 0 or 1\n", name, value);
-            Err(EINVAL)
-        }
     }
 }
 

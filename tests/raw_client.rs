@@ -71,7 +71,7 @@ for_both_units!(
     error_message_of_an_unloaded_unit_names_the_module,
     insmod_rmmod_twice,
     rmmod_is_refused_while_a_client_socket_is_open,
-    coalesce_must_be_0_or_1,
+    coalesce_must_be_a_boolean,
     coalesced_answers_to_a_batch_share_datagrams,
     coalesced_replies_split_where_a_datagram_is_full,
 );
@@ -330,15 +330,15 @@ fn rmmod_is_refused_while_a_client_socket_is_open(u: Unit) {
 
 // `coalesce=1`: answers travel back together.
 
-fn coalesce_must_be_0_or_1(u: Unit) {
+fn coalesce_must_be_a_boolean(u: Unit) {
     with_module_unloaded(u.kmod, || {
-        let err = u.kmod.insmod_with(&["coalesce=2"]).unwrap_err();
-        // kmod names the EINVAL of the module's init this way.
-        assert!(
-            err.contains("Invalid parameters"),
-            "insmod's message: {err}"
-        );
-        assert!(!u.kmod.is_loaded());
+        for bad in ["coalesce=maybe", "coalesce=2", "coalesce="] {
+            let err = u.kmod.insmod_with(&[bad]).unwrap_err();
+            // kmod names the EINVAL of a parameter that does not parse this
+            // way.
+            assert!(err.contains("Invalid parameters"), "insmod {bad}: {err}");
+            assert!(!u.kmod.is_loaded());
+        }
     });
 }
 

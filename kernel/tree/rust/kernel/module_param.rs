@@ -4,10 +4,10 @@
 //!
 //! C header: [`include/linux/moduleparam.h`](srctree/include/linux/moduleparam.h)
 
-// Backport note (netlink-rosetta, Linux 6.12): this is upstream's file (Linux 7.3) minus the
-// `bool` parameter type (it needs `kernel::str::kstrtobool_bytes`, which 6.12 lacks), with the
-// `ffi` types imported explicitly (6.12's prelude does not export them) and `pr_warn!` in place
-// of `pr_warn_once!` (6.12 has no `pr_*_once!`).
+// Backport note (netlink-rosetta, Linux 6.12): this is upstream's file (Linux 7.3) with the
+// `ffi` types imported explicitly (6.12's prelude does not export them), `pr_warn!` in place
+// of `pr_warn_once!` (6.12 has no `pr_*_once!`), and `kstrtobool_bytes`, which upstream has in
+// `kernel::str` and 6.12 lacks, below.
 
 use crate::ffi::{c_char, c_int, c_void};
 use crate::prelude::*;
@@ -105,6 +105,26 @@ macro_rules! impl_int_module_param {
     };
 }
 
+impl ModuleParam for bool {
+    fn try_from_param_arg(arg: &BStr) -> Result<Self> {
+        kstrtobool_bytes(arg)
+    }
+}
+
+/// Parses a boolean as C's `bool` module parameters do (`kstrtobool()`):
+/// `y`, `Y`, `1`, `on` are true; `n`, `N`, `0`, `off` are false.
+fn kstrtobool_bytes(arg: &[u8]) -> Result<bool> {
+    // `kstrtobool()` reads at most the first two bytes: pass them with a NUL.
+    let mut nul_terminated = [0u8; 3];
+    let count = arg.len().min(2);
+    nul_terminated[..count].copy_from_slice(&arg[..count]);
+    let mut value = false;
+    // SAFETY: `nul_terminated` is a NUL-terminated string that outlives the
+    // call, and `value` is a valid `bool` to write to.
+    let ret = unsafe { bindings::kstrtobool(nul_terminated.as_ptr().cast(), &mut value) };
+    crate::error::to_result(ret).map(|()| value)
+}
+
 impl_int_module_param!(i8);
 impl_int_module_param!(u8);
 impl_int_module_param!(i16);
@@ -196,6 +216,7 @@ macro_rules! make_param_ops {
     };
 }
 
+make_param_ops!(PARAM_OPS_BOOL, bool);
 make_param_ops!(PARAM_OPS_I8, i8);
 make_param_ops!(PARAM_OPS_U8, u8);
 make_param_ops!(PARAM_OPS_I16, i16);
