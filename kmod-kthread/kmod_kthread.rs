@@ -62,7 +62,7 @@ module! {
         },
         coalesce: bool {
             default: false,
-            description: "1: the answers the thread sends in a row travel together",
+            description: "Send the answers the thread sends in a row to a port together",
         },
     },
 }

@@ -51,7 +51,7 @@ module! {
         },
         coalesce: bool {
             default: false,
-            description: "1: the answers to a datagram travel back together",
+            description: "Send the answers to a datagram together, in as few datagrams as fit",
         },
     },
 }
