@@ -770,8 +770,6 @@ struct Pending {
     skb: NetlinkSkBuff,
     /// Bytes of the messages put so far.
     used: usize,
-    /// Whether `skb` has grown to coalesce.
-    grown: bool,
 }
 
 impl<'a> Replies<'a> {
@@ -830,15 +828,15 @@ impl<'a> Replies<'a> {
             portid,
             skb,
             used: size,
-            grown: false,
         });
         Ok(())
     }
 }
 
 impl Pending {
-    /// Puts a message of `size` bytes, growing the datagram once; `false`
-    /// when it is full.
+    /// Puts a message of `size` bytes, growing the datagram to a page's
+    /// worth if needed (once: after that, whatever is within the budget
+    /// fits); `false` when it is full.
     fn put(&mut self, size: usize, put: impl Fn(&mut NetlinkSkBuff) -> Result) -> Result<bool> {
         if self.used.saturating_add(size) > NLMSG_DEFAULT_SIZE {
             // Over a page: not even into the slack of a large message's
@@ -846,8 +844,7 @@ impl Pending {
             return Ok(false);
         }
         let mut result = put(&mut self.skb);
-        if result == Err(EMSGSIZE) && !self.grown {
-            self.grown = true;
+        if result == Err(EMSGSIZE) {
             // To a page's worth of messages (no headroom: the data starts
             // at the head).
             let capacity = self.used + self.skb.tailroom();
