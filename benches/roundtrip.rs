@@ -28,7 +28,7 @@
 //! listed in `file` (one `<a> <b>` per line) interleaved: each round runs `a`
 //! and `b` for about `ms` milliseconds each, in alternating order, and
 //! prints `<a> <b> <round> <ns per round trip of a> <ns per round trip of
-//! b>`. Ratios taken this way see the same machine state on both sides;
+//! b>`, with `a` and `b` as the file names them. Ratios taken this way see the same machine state on both sides;
 //! `cargo xtask bench` takes the targets' ratios from them. An id ending in
 //! `/*` matches any payload size.
 
@@ -687,13 +687,7 @@ fn ratios(spec: &str) {
                 let index = [a, b][side];
                 ns[side] = time_case(&mut cases[index], iters[side]);
             }
-            println!(
-                "{} {} {round} {:.1} {:.1}",
-                cases[a].id(),
-                cases[b].id(),
-                ns[0],
-                ns[1]
-            );
+            println!("{a_id} {b_id} {round} {:.1} {:.1}", ns[0], ns[1]);
         }
     }
 }

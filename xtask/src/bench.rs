@@ -488,30 +488,21 @@ fn quantile(v: &[f64], q: f64) -> f64 {
 
 /// Every target with its interleaved ratio: median, quartiles, extremes.
 fn target_results(ratios_txt: &str) -> Vec<Value> {
-    // `<a> <b> <round> <ns a> <ns b>` lines; `b` as printed has its real size.
-    let mut per_pair: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    // `<a> <b> <round> <ns a> <ns b>` lines, `a` and `b` as the pairs file
+    // names them.
+    let mut per_pair: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     for line in ratios_txt.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if let [a, b, _, na, nb] = f[..] {
             if let (Ok(na), Ok(nb)) = (na.parse::<f64>(), nb.parse::<f64>()) {
-                per_pair
-                    .entry((a.into(), b.into()))
-                    .or_default()
-                    .push(na / nb);
+                per_pair.entry((a, b)).or_default().push(na / nb);
             }
         }
     }
-    let matches = |pattern: &str, id: &str| match pattern.strip_suffix("/*") {
-        Some(prefix) => id.rsplit_once('/').is_some_and(|(p, _)| p == prefix),
-        None => pattern == id,
-    };
     TARGETS
         .iter()
         .map(|t| {
-            let ratios = per_pair
-                .iter()
-                .find(|((a, b), _)| matches(t.a, a) && matches(t.b, b))
-                .map(|(_, r)| r.clone());
+            let ratios = per_pair.get(&(t.a, t.b)).cloned();
             let mut row = json!({
                 "what": t.what, "a": t.a, "b": t.b,
                 "target": t.target, "bound": if t.le { "<=" } else { ">=" },
