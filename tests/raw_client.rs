@@ -94,13 +94,22 @@ fn echo_requests(payloads: &[Vec<u8>]) -> Vec<(u16, u16, &[u8])> {
         .collect()
 }
 
-/// Receives one datagram and returns its messages as (type, seq, payload).
-fn recv_all(sock: &mut Socket) -> Result<Vec<(u16, u32, Vec<u8>)>, Error> {
+/// A received message: (type, seq, payload).
+type Received = (u16, u32, Vec<u8>);
+
+/// Receives one datagram and returns its messages.
+fn recv_all(sock: &mut Socket) -> Result<Vec<Received>, Error> {
+    recv_datagram(sock).map(|(_, msgs)| msgs)
+}
+
+/// Receives one datagram; returns its length and its messages.
+fn recv_datagram(sock: &mut Socket) -> Result<(usize, Vec<Received>), Error> {
     let mut buf = vec![0; RECV_BUF_LEN];
     let n = sock.recv(&mut buf)?;
-    messages(&buf[..n])
+    let msgs = messages(&buf[..n])
         .map(|m| m.map(|(hdr, body)| (hdr.nlmsg_type, hdr.nlmsg_seq, body.to_vec())))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((n, msgs))
 }
 
 /// Receives until `n` messages have arrived.
@@ -348,17 +357,9 @@ fn coalesce_must_be_a_boolean(u: Unit) {
 /// than one message does.
 fn recv_counting(sock: &mut Socket, n: usize) -> (Vec<(u16, u32, Vec<u8>)>, usize) {
     let (mut got, mut datagrams) = (Vec::new(), 0);
-    let mut buf = vec![0; RECV_BUF_LEN];
     while got.len() < n {
-        let len = sock
-            .recv(&mut buf)
-            .unwrap_or_else(|e| panic!("after {} of {n}: {e}", got.len()));
-        let msgs: Vec<(u16, u32, Vec<u8>)> = messages(&buf[..len])
-            .map(|m| {
-                let (hdr, body) = m.unwrap();
-                (hdr.nlmsg_type, hdr.nlmsg_seq, body.to_vec())
-            })
-            .collect();
+        let (len, msgs) =
+            recv_datagram(sock).unwrap_or_else(|e| panic!("after {} of {n}: {e}", got.len()));
         assert!(
             msgs.len() == 1 || len <= 4096,
             "a datagram of {} messages and {len} bytes",
