@@ -3,18 +3,21 @@
 //! kmod-kthread: an echo server on raw netlink unit 25, whose input callback
 //! queues the requests for a kernel thread that sends the replies.
 //!
-//! The replies are those of kmod-raw: for every message of a datagram that is
-//! not a netlink control message, the same type, sequence number and payload,
+//! The answers are those of kmod-raw: for every request of a datagram
+//! (`proto::raw_echoes`), the same type, sequence number and payload,
 //! addressed to the sender's port id as the netlink core recorded it; an
 //! acknowledgement after the reply for `NLM_F_ACK`; -EMSGSIZE for a payload
-//! longer than 16384 bytes. The callback copies what the reply needs out of
-//! the skb (which is freed when it returns) into a bounded queue, and wakes
-//! the thread; a full queue answers at once with -ENOBUFS. The thread sleeps
-//! until there is work or a stop request: no polling. Errors found in the
-//! callback (-EMSGSIZE, -ENOBUFS) can therefore overtake the answers to
-//! earlier requests that are still queued. At unload, requests still queued
-//! are dropped (their senders are gone) and counted in the kernel log:
-//! `kmod_kthread: stopping: 64 queued requests dropped`.
+//! longer than 16384 bytes; other messages only acknowledged if they ask for
+//! it. An error from the thread is built as `netlink_ack()` builds kmod-raw's:
+//! with a copy of the request unless the client set `NETLINK_CAP_ACK`. The
+//! callback copies what the reply needs out of the skb (which is freed when
+//! it returns) into a bounded queue, and wakes the thread; a full queue
+//! answers at once with -ENOBUFS. The thread sleeps until there is work or a
+//! stop request: no polling. What the callback answers itself (-EMSGSIZE,
+//! -ENOBUFS, acks of messages that are not requests) can therefore overtake
+//! the answers to earlier requests that are still queued. At unload,
+//! requests still queued are dropped (their senders are gone) and counted in
+//! the kernel log: `kmod_kthread: stopping: 64 queued requests dropped`.
 //!
 //! Each reply and ack is a datagram of its own. With `coalesce=1` the
 //! answers that the thread sends in a row to the same port travel together,
@@ -34,10 +37,14 @@
 //!
 //! and the kernel log shows
 //! `kmod_kthread: echo on netlink unit 25, queue of 256, coalesce=0`.
+//! A unit that is taken (by another module, or `NETLINK_USERSOCK`, 2) fails
+//! the load with EBUSY and logs `kmod_kthread: cannot serve netlink unit 2: EBUSY`.
 
 use kernel::c_str;
 use kernel::kthread::{Context, Run, Thread};
-use kernel::net::netlink::{Header, Input, Message, RecvSkBuff, Replies, Socket, NLM_F_ACK};
+use kernel::net::netlink::{
+    Input, Message, MessageCopy, Received, RecvSkBuff, Replies, Socket,
+};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, Mutex};
 
@@ -53,7 +60,7 @@ module! {
     license: "GPL",
     params: {
         unit: i32 {
-            default: 25,
+            default: 25, // proto::KTHREAD_UNIT, checked below
             description: "Netlink protocol unit to serve (proto::KTHREAD_UNIT)",
         },
         capacity: u32 {
@@ -67,38 +74,15 @@ module! {
     },
 }
 
+static_assert!(proto::KTHREAD_UNIT == 25);
+
 struct KmodKthread {
     unit: i32,
     // Dropping the thread stops it first (`kthread_stop()` returns once it
-    // has exited), then drops its `Worker`: the socket is released, then the
-    // queue with whatever is still in it. No input arrives meanwhile: every
-    // userspace socket of the unit pins the module, so none is left.
+    // has exited), then drops its `Worker`: the socket is released (input
+    // in flight meanwhile finds the queue stopping and gets EAGAIN), then
+    // the queue with whatever is still in it.
     _thread: Thread<Worker>,
-}
-
-/// A request, copied out of the skb: what the reply needs.
-struct Request {
-    portid: u32,
-    header: Header,
-    payload: KVec<u8>,
-}
-
-impl Request {
-    fn seq(&self) -> u32 {
-        self.header.seq
-    }
-
-    fn ty(&self) -> u16 {
-        self.header.ty
-    }
-
-    fn payload(&self) -> &[u8] {
-        &self.payload
-    }
-
-    fn wants_ack(&self) -> bool {
-        self.header.flags & NLM_F_ACK != 0
-    }
 }
 
 /// The queue between the input callback and the thread.
@@ -112,15 +96,21 @@ struct Queue {
 }
 
 struct State {
-    requests: KVec<Request>,
+    requests: KVec<MessageCopy>,
     stopping: bool,
 }
 
 impl Input for Queue {
     fn input(&self, skb: &RecvSkBuff) {
-        for request in skb.messages().filter(|msg| !msg.is_control()) {
+        for request in skb.messages() {
+            if !proto::raw_echoes(request.ty(), request.flags()) {
+                if request.wants_ack() {
+                    request.ack(Ok(()), None);
+                }
+                continue;
+            }
             // The thread answers queued requests, acks included.
-            if let Err(e) = self.push(skb.portid(), &request) {
+            if let Err(e) = self.push(&request) {
                 request.ack(Err(e), reason(e));
             }
         }
@@ -129,13 +119,11 @@ impl Input for Queue {
 
 impl Queue {
     /// Copies `request` into the queue and wakes the thread.
-    fn push(&self, portid: u32, request: &Message<'_>) -> Result {
-        let payload = request.payload();
-        if payload.len() > proto::MAX_PAYLOAD {
+    fn push(&self, request: &Message<'_>) -> Result {
+        if request.payload().len() > proto::MAX_PAYLOAD {
             return Err(EMSGSIZE);
         }
-        let mut copy = KVec::with_capacity(payload.len(), GFP_KERNEL)?;
-        copy.extend_from_slice(payload, GFP_KERNEL)?;
+        let copy = request.copy(GFP_KERNEL)?;
         let mut state = self.state.lock();
         if state.stopping {
             return Err(EAGAIN);
@@ -143,22 +131,19 @@ impl Queue {
         if state.requests.len() >= self.capacity {
             return Err(ENOBUFS);
         }
-        let request = Request {
-            portid,
-            header: request.header(),
-            payload: copy,
-        };
-        state.requests.push(request, GFP_KERNEL)?;
+        state.requests.push(copy, GFP_KERNEL)?;
         self.work.notify_one();
         Ok(())
     }
 
     /// Sleeps until there are requests, and takes them all; `None` once the
     /// module is stopping.
-    fn pop_all(&self) -> Option<KVec<Request>> {
+    fn pop_all(&self) -> Option<KVec<MessageCopy>> {
         let mut state = self.state.lock();
         while state.requests.is_empty() && !state.stopping {
-            // A kernel thread has no signals: this returns on a notification.
+            // Returns on a notification, or at once once `kthread_stop()`
+            // marked the thread (`TIF_NOTIFY_SIGNAL`), which happens only
+            // after `stop()` set `stopping`.
             let _ = self.work.wait_interruptible(&mut state);
         }
         if state.stopping {
@@ -169,7 +154,7 @@ impl Queue {
 
     /// Ends `pop_all` for good. The requests still queued are dropped
     /// unanswered: their senders are gone, as every userspace socket of the
-    /// unit pins the module.
+    /// unit pins the module, which is unloading.
     fn stop(&self) {
         let mut state = self.state.lock();
         state.stopping = true;
@@ -184,7 +169,7 @@ impl Queue {
 
 /// What the thread owns: the socket it replies through, and the queue.
 struct Worker {
-    socket: Socket<Queue>,
+    socket: Socket<Arc<Queue>>,
     queue: Arc<Queue>,
     coalesce: bool,
 }
@@ -192,13 +177,13 @@ struct Worker {
 impl Run for Worker {
     fn run(&self, _thread: &Context<'_>) {
         while let Some(requests) = self.queue.pop_all() {
-            let mut replies = Replies::new(&self.socket, self.coalesce);
+            let mut replies = Replies::new(&self.socket, self.coalesce, GFP_KERNEL);
             for request in requests.iter() {
-                if let Err(e) = answer(&mut replies, request.portid, request) {
+                if let Err(e) = answer(&mut replies, request) {
                     // If even the error cannot be sent, the client's socket
                     // is full and netlink reports ENOBUFS to it, or memory
                     // ran out.
-                    let _ = replies.put_ack(request.portid, &request.header, Err(e));
+                    let _ = replies.put_ack(request, Err(e));
                 }
             }
             // A lost datagram is reported to its receiver (ENOBUFS).
@@ -214,13 +199,13 @@ impl Run for Worker {
 /// Echoes `request` with its own type, sequence number and payload, then
 /// acks it if asked to. The skb of the request is gone: the thread builds
 /// the ack from the header it copied.
-fn answer(replies: &mut Replies<'_>, portid: u32, request: &Request) -> Result {
+fn answer(replies: &mut Replies<'_>, request: &MessageCopy) -> Result {
     let payload = request.payload();
-    replies.put(portid, request.seq(), request.ty(), 0, payload)?;
+    replies.put(request.portid(), request.seq(), request.ty(), 0, payload)?;
     if request.wants_ack() {
         // As with `netlink_ack()`, a lost ack is reported to the receiver
         // only (ENOBUFS).
-        let _ = replies.put_ack(portid, &request.header, Ok(()));
+        let _ = replies.put_ack(request, Ok(()));
     }
     Ok(())
 }
@@ -251,16 +236,15 @@ impl kernel::Module for KmodKthread {
             }),
             GFP_KERNEL,
         )?;
-        let socket = Socket::new(unit, module, queue.clone())?;
-        let thread = Thread::spawn(
-            c_str!("kmod_kthread"),
-            Worker {
-                socket,
-                queue,
-                coalesce,
-            },
-            GFP_KERNEL,
-        )?;
+        let thread = Thread::create(c_str!("kmod_kthread"), GFP_KERNEL)?;
+        // Last, as nothing may fail once userspace can reach the unit.
+        let socket = Socket::new(unit, module, queue.clone())
+            .inspect_err(|e| pr_err!("cannot serve netlink unit {}: {:?}\n", unit, e))?;
+        let thread = thread.start(Worker {
+            socket,
+            queue,
+            coalesce,
+        });
         pr_info!(
             "echo on netlink unit {}, queue of {}, coalesce={}\n",
             unit,

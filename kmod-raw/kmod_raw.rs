@@ -3,12 +3,18 @@
 //! kmod-raw: an echo server on raw netlink unit 31, whose input callback
 //! replies directly.
 //!
-//! For every message of a datagram that is not a netlink control message, the
-//! module replies with the same type, the same sequence number and the same
-//! payload, addressed to the sender's port id as the netlink core recorded it.
-//! `NLM_F_ACK` adds an acknowledgement after the reply; a payload longer than
-//! 16384 bytes gets `NLMSG_ERROR` -EMSGSIZE instead. Type 0 with no flags, as
-//! the original articles' C clients send, is answered too.
+//! For every request of a datagram, the module replies with the same type,
+//! the same sequence number and the same payload, addressed to the sender's
+//! port id as the netlink core recorded it. `NLM_F_ACK` adds an
+//! acknowledgement after the reply; a payload longer than 16384 bytes gets
+//! `NLMSG_ERROR` -EMSGSIZE instead. A request is what `netlink_rcv_skb()`
+//! would hand to its callback (`NLM_F_REQUEST`, a type of at least 0x10),
+//! and type 0 with any flags, which the original articles' C clients send
+//! (`proto::raw_echoes`). Other messages (the reserved types below 0x10,
+//! messages without `NLM_F_REQUEST`) are only acknowledged, if they ask for
+//! it, as `netlink_rcv_skb()` does. Errors carry a copy of the request
+//! unless the client set `NETLINK_CAP_ACK`, and the extended-ack message
+//! for `NETLINK_EXT_ACK` clients.
 //!
 //! Each reply and ack is a datagram of its own, as `netlink_rcv_skb()` sends
 //! acks. With `coalesce=1` the answers to one request datagram travel back
@@ -28,11 +34,12 @@
 //! ```
 //!
 //! and the kernel log shows `kmod_raw: echo on netlink unit 31, coalesce=0`.
+//! A unit that is taken (by another module, or `NETLINK_USERSOCK`, 2) fails
+//! the load with EBUSY and logs `kmod_raw: cannot serve netlink unit 2: EBUSY`.
 
 use kernel::c_str;
-use kernel::net::netlink::{Input, Message, RecvSkBuff, Replies, Socket};
+use kernel::net::netlink::{Input, Message, Received, RecvSkBuff, Replies, Socket};
 use kernel::prelude::*;
-use kernel::sync::Arc;
 
 /// The wire contract, shared with the clients (`proto/src/wire.rs`).
 #[path = "../proto/src/wire.rs"]
@@ -46,7 +53,7 @@ module! {
     license: "GPL",
     params: {
         unit: i32 {
-            default: 31,
+            default: 31, // proto::RAW_UNIT, checked below
             description: "Netlink protocol unit to serve (proto::RAW_UNIT)",
         },
         coalesce: bool {
@@ -55,6 +62,8 @@ module! {
         },
     },
 }
+
+static_assert!(proto::RAW_UNIT == 31);
 
 struct KmodRaw {
     _socket: Socket<Echo>,
@@ -68,9 +77,16 @@ struct Echo {
 
 impl Input for Echo {
     fn input(&self, skb: &RecvSkBuff) {
-        let mut replies = Replies::new(skb.socket(), self.coalesce);
-        for request in skb.messages().filter(|msg| !msg.is_control()) {
-            if let Err(e) = answer(&mut replies, skb.portid(), &request) {
+        let mut replies = Replies::new(skb.socket(), self.coalesce, GFP_KERNEL);
+        for request in skb.messages() {
+            if !proto::raw_echoes(request.ty(), request.flags()) {
+                if request.wants_ack() {
+                    let _ = replies.flush();
+                    request.ack(Ok(()), None);
+                }
+                continue;
+            }
+            if let Err(e) = answer(&mut replies, &request) {
                 // An error goes with its extended-ack message, which only
                 // `Message::ack` sends; what is pending goes first.
                 let _ = replies.flush();
@@ -84,16 +100,16 @@ impl Input for Echo {
 
 /// Echoes `request` with its own type, sequence number and payload, then
 /// acks it if asked to.
-fn answer(replies: &mut Replies<'_>, portid: u32, request: &Message<'_>) -> Result {
+fn answer(replies: &mut Replies<'_>, request: &Message<'_>) -> Result {
     let payload = request.payload();
     if payload.len() > proto::MAX_PAYLOAD {
         return Err(EMSGSIZE);
     }
-    replies.put(portid, request.seq(), request.ty(), 0, payload)?;
+    replies.put(request.portid(), request.seq(), request.ty(), 0, payload)?;
     if request.wants_ack() {
         // As with `netlink_ack()`, a lost ack is reported to the receiver
         // only (ENOBUFS).
-        let _ = replies.put_ack(portid, &request.header(), Ok(()));
+        let _ = replies.put_ack(request, Ok(()));
     }
     Ok(())
 }
@@ -108,7 +124,9 @@ impl kernel::Module for KmodRaw {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let unit = module_parameters::unit.value();
         let coalesce = module_parameters::coalesce.value();
-        let socket = Socket::new(unit, module, Arc::new(Echo { coalesce }, GFP_KERNEL)?)?;
+        // Last, as nothing may fail once userspace can reach the unit.
+        let socket = Socket::new(unit, module, Echo { coalesce })
+            .inspect_err(|e| pr_err!("cannot serve netlink unit {}: {:?}\n", unit, e))?;
         pr_info!(
             "echo on netlink unit {}, coalesce={}\n",
             unit,

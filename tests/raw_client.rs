@@ -13,7 +13,8 @@ use netlink_rosetta::{
 };
 use std::time::Duration;
 use user_raw::{
-    messages, parse_error, Error, Socket, NLMSG_ERROR, NLMSG_NOOP, NLM_F_ACK, RECV_BUF_LEN,
+    messages, parse_error, Error, Socket, NLMSG_ERROR, NLMSG_NOOP, NLM_F_ACK, NLM_F_REQUEST,
+    RECV_BUF_LEN,
 };
 
 /// A raw unit and the module that serves it.
@@ -65,13 +66,16 @@ for_both_units!(
     oversize_payload_gets_emsgsize_with_extack,
     error_replies_parse,
     article_client_type_0_without_flags_is_answered,
-    control_messages_are_ignored,
+    article_libnl_client_type_0_is_echoed_then_acked,
+    messages_that_are_not_requests_are_only_acked,
     malformed_datagrams_are_dropped_then_echo_works,
     concurrent_clients_get_only_their_own_replies,
     error_message_of_an_unloaded_unit_names_the_module,
     insmod_rmmod_twice,
     rmmod_is_refused_while_a_client_socket_is_open,
     coalesce_must_be_a_boolean,
+    coalesce_without_a_value_is_true,
+    taken_units_are_refused,
     coalesced_answers_to_a_batch_share_datagrams,
     coalesced_replies_split_where_a_datagram_is_full,
 );
@@ -245,16 +249,51 @@ fn article_client_type_0_without_flags_is_answered(u: Unit) {
     assert_eq!(got, vec![(0, 77, b"Hello from user".to_vec())]);
 }
 
-fn control_messages_are_ignored(u: Unit) {
+fn article_libnl_client_type_0_is_echoed_then_acked(u: Unit) {
+    // The second article's libnl client sends type 0 with `nl_send_simple()`,
+    // which adds NLM_F_REQUEST | NLM_F_ACK.
     let mut sock = connect(u);
-    sock.send(NLMSG_NOOP, NLM_F_ACK, b"noop").unwrap();
+    let seq = sock.send(0, NLM_F_ACK, b"Hello libnl!").unwrap();
+    let got = recv_n(&mut sock, 2);
+    assert_eq!(got[0], (0, seq, b"Hello libnl!".to_vec()));
+    assert_eq!((got[1].0, got[1].1), (NLMSG_ERROR, seq));
+    assert_eq!(&got[1].2[..4], &0i32.to_ne_bytes(), "error 0: an ack");
+}
+
+fn messages_that_are_not_requests_are_only_acked(u: Unit) {
+    // As netlink_rcv_skb() answers them: a control or reserved type (below
+    // NLMSG_MIN_TYPE, type 0 aside) and a message without NLM_F_REQUEST get
+    // an ack if they ask for one, and nothing else.
+    let mut sock = connect(u);
+    let mut datagram = Vec::new();
+    let (noop, reserved, not_a_request, echo) = (11, 12, 13, 14);
+    user_raw::encode(
+        &mut datagram,
+        NLMSG_NOOP,
+        NLM_F_REQUEST | NLM_F_ACK,
+        noop,
+        b"noop",
+    )
+    .unwrap();
+    user_raw::encode(&mut datagram, 7, NLM_F_REQUEST, reserved, b"quiet").unwrap();
+    let ty = proto::ECHO_MSG_TYPE;
+    user_raw::encode(&mut datagram, ty, NLM_F_ACK, not_a_request, b"no").unwrap();
+    user_raw::encode(&mut datagram, ty, NLM_F_REQUEST, echo, b"yes").unwrap();
+    sock.send_datagram(&datagram).unwrap();
+    let mut got = recv_n(&mut sock, 3);
+    // kmod-kthread acks from its input callback, before its thread echoes.
+    got.sort_by_key(|m| m.1);
+    assert_eq!((got[0].0, got[0].1), (NLMSG_ERROR, noop));
+    assert_eq!((got[1].0, got[1].1), (NLMSG_ERROR, not_a_request));
+    for ack in &got[..2] {
+        assert_eq!(&ack.2[..4], &0i32.to_ne_bytes(), "error 0: an ack");
+    }
+    assert_eq!(got[2], (ty, echo, b"yes".to_vec()));
     sock.set_timeout(Duration::from_millis(300)).unwrap();
     assert!(
         matches!(recv_all(&mut sock), Err(Error::Timeout { .. })),
-        "no answer to NLMSG_NOOP"
+        "nothing for the reserved type"
     );
-    sock.set_timeout(user_raw::DEFAULT_TIMEOUT).unwrap();
-    assert_eq!(sock.echo(b"still here").unwrap(), b"still here");
 }
 
 fn malformed_datagrams_are_dropped_then_echo_works(u: Unit) {
@@ -349,6 +388,61 @@ fn coalesce_must_be_a_boolean(u: Unit) {
             assert!(!u.kmod.is_loaded());
         }
     });
+}
+
+fn coalesce_without_a_value_is_true(u: Unit) {
+    // As C's bool parameters: `insmod kmod_raw.ko coalesce` means true.
+    with_module_params(u.kmod, &["coalesce"], || {
+        let started = last_log_line(&format!("{}: echo on netlink unit", u.kmod.name()));
+        assert!(started.ends_with("coalesce=1"), "{started}");
+        let mut sock = connect(u);
+        let payloads: Vec<Vec<u8>> = (0..8).map(|i| vec![i; 16]).collect();
+        sock.send_batch(&echo_requests(&payloads)).unwrap();
+        let (got, datagrams) = recv_counting(&mut sock, 8);
+        assert_eq!(got.len(), 8);
+        if u.kmod == RAW {
+            assert_eq!(datagrams, 1, "kmod-raw coalesces a batch's answers");
+        }
+    });
+}
+
+fn taken_units_are_refused(u: Unit) {
+    // NETLINK_USERSOCK (2) is registered at boot without a kernel socket,
+    // and the other raw unit by the other module: both are refused, and the
+    // failed load leaves nothing behind.
+    let other = if u.kmod == RAW {
+        KTHREAD_UNIT
+    } else {
+        RAW_UNIT
+    };
+    with_module_unloaded(u.kmod, || {
+        for unit in [2, other.unit] {
+            let err = u.kmod.insmod_with(&[&format!("unit={unit}")]).unwrap_err();
+            assert!(
+                err.contains("Device or resource busy"),
+                "unit {unit}: {err}"
+            );
+            assert!(!u.kmod.is_loaded());
+            let refused = last_log_line(&format!("{}: cannot serve netlink unit", u.kmod.name()));
+            assert!(
+                refused.ends_with(&format!("unit {unit}: EBUSY")),
+                "{refused}"
+            );
+        }
+        assert_eq!(connect(other).echo(b"unharmed").unwrap(), b"unharmed");
+    });
+}
+
+/// The last kernel log line (`dmesg`) that contains `text`.
+fn last_log_line(text: &str) -> String {
+    let out = std::process::Command::new("dmesg")
+        .output()
+        .expect("dmesg runs");
+    assert!(out.status.success(), "dmesg failed");
+    let log = String::from_utf8_lossy(&out.stdout);
+    let line = log.lines().rfind(|l| l.contains(text));
+    line.unwrap_or_else(|| panic!("no kernel log line with {text:?}"))
+        .to_string()
 }
 
 /// Receives datagrams until `n` messages have arrived; returns them and
@@ -509,4 +603,107 @@ fn kthread_rmmod_with_requests_still_queued_is_clean() {
         with_module_unloaded(KTHREAD, || {});
     }
     assert_eq!(connect(KTHREAD_UNIT).echo(b"fresh").unwrap(), b"fresh");
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn kthread_coalesced_loss_of_one_client_is_not_blamed_on_the_next() {
+    // With coalesce=1, the thread fills a datagram for client A, and sends
+    // it when client B's answer comes next. If A's receive buffer is full,
+    // that send fails: A learns of it (ENOBUFS), and B still gets its echo.
+    with_module_params(KTHREAD, &["coalesce=1"], || {
+        let default = std::fs::read_to_string("/proc/sys/net/core/rmem_default").unwrap();
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap();
+        // A gets the smallest receive buffer: one page-sized datagram fills it.
+        netlink_rosetta::set_receive_buffers(4096).unwrap();
+        let mut a = connect(KTHREAD_UNIT);
+        std::fs::write("/proc/sys/net/core/rmem_max", max).unwrap();
+        std::fs::write("/proc/sys/net/core/rmem_default", default).unwrap();
+        let mut b = connect(KTHREAD_UNIT);
+        let payload = pattern(100);
+        let requests: Vec<(u16, u16, &[u8])> = (0..100)
+            .map(|_| (proto::ECHO_MSG_TYPE, 0, &payload[..]))
+            .collect();
+        let b_seq = {
+            // Both requests wait in the queue together: the thread cannot
+            // run until we sleep in `recv`.
+            let _hold = HoldOff::kthread();
+            a.send_batch(&requests).unwrap();
+            b.send(proto::ECHO_MSG_TYPE, 0, b"for B").unwrap()
+        };
+        let got = recv_n(&mut b, 1);
+        assert_eq!(got, vec![(proto::ECHO_MSG_TYPE, b_seq, b"for B".to_vec())]);
+        // A got what fitted, then learns that the rest was lost.
+        let mut buf = vec![0; RECV_BUF_LEN];
+        a.set_timeout(Duration::from_millis(500)).unwrap();
+        let mut lost = false;
+        while !lost {
+            match a.recv(&mut buf) {
+                Ok(_) => {}
+                Err(Error::Overrun) => lost = true,
+                Err(e) => panic!("A must learn of its loss (ENOBUFS), got {e}"),
+            }
+        }
+    });
+}
+
+/// Keeps kmod-kthread's thread off the CPU while it lives: the thread and
+/// the caller are pinned to CPU 0, and the caller runs `SCHED_FIFO`, so the
+/// kernel thread (`SCHED_OTHER`) runs only when the caller sleeps.
+struct HoldOff {
+    kthread: libc::pid_t,
+}
+
+impl HoldOff {
+    fn kthread() -> HoldOff {
+        let kthread = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "kmod_kthread")
+            })
+            .expect("the kmod_kthread thread runs");
+        set_affinity(kthread, Some(0));
+        set_affinity(0, Some(0));
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: plain syscall; `param` is a valid sched_param.
+        let ret = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        assert_eq!(
+            ret,
+            0,
+            "sched_setscheduler: {}",
+            std::io::Error::last_os_error()
+        );
+        HoldOff { kthread }
+    }
+}
+
+impl Drop for HoldOff {
+    fn drop(&mut self) {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscall; `param` is a valid sched_param.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+        set_affinity(0, None);
+        set_affinity(self.kthread, None);
+    }
+}
+
+/// Pins `pid` (0: the calling thread) to `cpu`, or lets it run anywhere.
+fn set_affinity(pid: libc::pid_t, cpu: Option<usize>) {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for c in (0..cpus).filter(|c| cpu.is_none_or(|only| only == *c)) {
+        // SAFETY: `c` is below the number of CPUs, within the set.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let ret = unsafe { libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(
+        ret,
+        0,
+        "sched_setaffinity({pid}): {}",
+        std::io::Error::last_os_error()
+    );
 }

@@ -2,10 +2,12 @@
 /*
  * kmod_c_raw: kmod-raw written in C, for the benchmarks only.
  *
- * The same behaviour as kmod-raw (kmod-raw/kmod_raw.rs): for every message
- * of a datagram that is not a control message, a reply with the same type,
- * sequence number and payload, addressed to the sender's port id; an ack
- * after it for NLM_F_ACK; -EMSGSIZE above 16384 bytes. It serves unit 30 by
+ * The same behaviour as kmod-raw (kmod-raw/kmod_raw.rs): for every request
+ * of a datagram (NLM_F_REQUEST and a type of at least NLMSG_MIN_TYPE, or
+ * type 0 with any flags, as proto::raw_echoes says), a reply with the same
+ * type, sequence number and payload, addressed to the sender's port id; an
+ * ack after it for NLM_F_ACK; -EMSGSIZE above 16384 bytes, with an extended
+ * ack; other messages only acked, for NLM_F_ACK. It serves unit 30 by
  * default, so that `cargo xtask bench` can measure the Rust abstraction
  * against plain C in the same boot ("anchor" group, client "c-module").
  */
@@ -23,6 +25,15 @@ module_param(unit, int, 0444);
 MODULE_PARM_DESC(unit, "Netlink protocol unit to serve");
 
 #define MAX_PAYLOAD 16384
+#define ARTICLES_MSG_TYPE 0
+
+/* proto::raw_echoes */
+static bool echoes(const struct nlmsghdr *nlh)
+{
+	return nlh->nlmsg_type == ARTICLES_MSG_TYPE ||
+	       (nlh->nlmsg_type >= NLMSG_MIN_TYPE &&
+		(nlh->nlmsg_flags & NLM_F_REQUEST));
+}
 
 static struct sock *nl_sock;
 
@@ -56,10 +67,16 @@ static void input(struct sk_buff *skb)
 
 		if (nlh->nlmsg_len < NLMSG_HDRLEN || skb->len < nlh->nlmsg_len)
 			return;
-		if (nlh->nlmsg_type < NLMSG_NOOP || nlh->nlmsg_type > NLMSG_OVERRUN) {
+		if (echoes(nlh)) {
+			struct netlink_ext_ack extack = {};
+
 			err = echo(skb, nlh);
+			if (err == -EMSGSIZE)
+				NL_SET_ERR_MSG(&extack, "payload longer than 16384 bytes");
 			if (err || (nlh->nlmsg_flags & NLM_F_ACK))
-				netlink_ack(skb, nlh, err, NULL);
+				netlink_ack(skb, nlh, err, &extack);
+		} else if (nlh->nlmsg_flags & NLM_F_ACK) {
+			netlink_ack(skb, nlh, 0, NULL);
 		}
 		msglen = NLMSG_ALIGN(nlh->nlmsg_len);
 		if (msglen > skb->len)

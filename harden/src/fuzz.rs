@@ -106,11 +106,16 @@ pub fn expect(target: Target, datagram: &[u8]) -> Vec<Expect> {
     answers
 }
 
-/// kmod-raw and kmod-kthread: every message but the control types 1..4 is
-/// echoed, flags or not (the articles' clients send type 0 with no flags);
-/// an ack follows with `NLM_F_ACK`; a payload over 16 KiB is EMSGSIZE.
+/// kmod-raw and kmod-kthread: requests as `netlink_rcv_skb()` sees them
+/// (`NLM_F_REQUEST`, type 0x10 or above) and type 0 whatever its flags (the
+/// articles' clients) are echoed, followed by an ack with `NLM_F_ACK`; a
+/// payload over 16 KiB is EMSGSIZE. Any other message is only acked, with
+/// `NLM_F_ACK` (`proto::raw_echoes`).
 fn expect_raw(request: &NlMsgHdr, payload: &[u8], answers: &mut Vec<Expect>) {
-    if (1..=4).contains(&request.nlmsg_type) {
+    if !proto::raw_echoes(request.nlmsg_type, request.nlmsg_flags) {
+        if request.nlmsg_flags & NLM_F_ACK != 0 {
+            answers.push(Expect::Ack { request: *request });
+        }
         return;
     }
     if payload.len() > MAX_PAYLOAD {
@@ -793,23 +798,27 @@ mod tests {
     fn raw_model_walks_like_netlink_rcv_skb() {
         let raw = Target::Raw;
         let mut d = msg(0x10, NLM_F_REQUEST | NLM_F_ACK, 1, b"abc");
-        d.extend(msg(3, NLM_F_ACK, 2, b"")); // NLMSG_DONE: skipped
-        d.extend(msg(0, 0, 3, &[7; MAX_PAYLOAD + 1]));
+        d.extend(msg(3, NLM_F_ACK, 2, b"")); // NLMSG_DONE: only acked
+        d.extend(msg(0, 0, 3, &[7; MAX_PAYLOAD + 1])); // the articles' type
+        d.extend(msg(0x10, NLM_F_ACK, 6, b"no")); // not a request: acked
+        d.extend(msg(7, NLM_F_REQUEST, 7, b"no")); // reserved: skipped
         let mut bad = msg(0x10, 0, 4, b"x");
         bad[..4].copy_from_slice(&15u32.to_ne_bytes()); // ends the walk
         d.extend(&bad);
         d.extend(msg(0x10, 0, 5, b"never"));
         let e = expect(raw, &d);
-        assert_eq!(e.len(), 3, "{e:?}");
+        assert_eq!(e.len(), 5, "{e:?}");
         assert!(matches!(&e[0], Expect::Echo { seq: 1, payload, .. } if payload == b"abc"));
         assert!(matches!(&e[1], Expect::Ack { request } if request.nlmsg_seq == 1));
+        assert!(matches!(&e[2], Expect::Ack { request } if request.nlmsg_seq == 2));
         assert!(matches!(
-            &e[2],
+            &e[3],
             Expect::Error {
                 errno: libc::EMSGSIZE,
                 ..
             }
         ));
+        assert!(matches!(&e[4], Expect::Ack { request } if request.nlmsg_seq == 6));
     }
 
     #[test]

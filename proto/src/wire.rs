@@ -27,10 +27,26 @@ pub const GENL_ATTR_MAX: u16 = GENL_ATTR_MSG;
 
 /// The message type the project's clients send to the raw units.
 ///
-/// `NLMSG_MIN_TYPE` (0x10), the first type that is not a netlink control
-/// message. The raw modules echo any non-control type, including type 0 that
-/// the original articles' C clients send.
+/// `NLMSG_MIN_TYPE` (0x10): the types below it are reserved for netlink
+/// control messages (`NLMSG_NOOP` 1 to `NLMSG_OVERRUN` 4 so far).
 pub const ECHO_MSG_TYPE: u16 = 0x10;
+
+/// The message type the original articles' C clients send to the raw
+/// units: 0, with no flags (a plain `sendmsg()`) or with `NLM_F_REQUEST |
+/// NLM_F_ACK` (libnl's `nl_send_simple()`).
+pub const ARTICLES_MSG_TYPE: u16 = 0;
+
+/// Whether a raw unit echoes a message of type `ty` with flags `flags`.
+///
+/// What `netlink_rcv_skb()` hands to its callback: a request
+/// (`NLM_F_REQUEST`, 0x1) of a type that is not reserved (at least
+/// `NLMSG_MIN_TYPE`, 0x10); and, for the original articles' clients,
+/// [`ARTICLES_MSG_TYPE`] whatever its flags. Every other message is only
+/// acknowledged, when it asks for it (`NLM_F_ACK`), as `netlink_rcv_skb()`
+/// does.
+pub const fn raw_echoes(ty: u16, flags: u16) -> bool {
+    ty == ARTICLES_MSG_TYPE || (ty >= 0x10 && flags & 0x1 != 0)
+}
 
 /// Largest payload, in bytes, of one raw echo request. Longer payloads are
 /// answered with `NLMSG_ERROR` -EMSGSIZE.

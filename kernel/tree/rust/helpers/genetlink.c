@@ -4,6 +4,8 @@
  * `kernel::net::genetlink` calls.
  */
 
+#ifdef CONFIG_NET
+
 #include <net/genetlink.h>
 
 struct sk_buff *rust_helper_genlmsg_new(size_t payload, gfp_t flags)
@@ -27,3 +29,5 @@ int rust_helper_genlmsg_reply(struct sk_buff *skb, struct genl_info *info)
 {
 	return genlmsg_reply(skb, info);
 }
+
+#endif /* CONFIG_NET */

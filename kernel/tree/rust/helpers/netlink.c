@@ -1,13 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * netlink-rosetta: wrappers of the netlink static inlines and macros that
- * `kernel::net::netlink` calls. Each one is the C it wraps, nothing more.
+ * `kernel::net::netlink` calls, and the input callback of every Rust kernel
+ * netlink socket.
  */
 
+#ifdef CONFIG_NET
+
 #include <linux/netlink.h>
-#include <linux/rcupdate.h>
+#include <linux/srcu.h>
 #include <net/netlink.h>
 #include <net/sock.h>
+
+/*
+ * `nl_table` and `nl_table_lock` are exported, but `struct netlink_table`
+ * is private to net/netlink/: its header is the only way to read whether a
+ * unit is registered.
+ */
+#include "../../net/netlink/af_netlink.h"
 
 struct netlink_skb_parms *rust_helper_NETLINK_CB(struct sk_buff *skb)
 {
@@ -41,23 +51,96 @@ void rust_helper_nlmsg_free(struct sk_buff *skb)
 	nlmsg_free(skb);
 }
 
-/*
- * The data of a kernel netlink socket's input callback, published in
- * `sk_user_data` with RCU: readers take a reference inside an RCU read-side
- * critical section, the owner unpublishes it and waits for a grace period
- * before it drops its own reference.
- */
-void rust_helper_netlink_set_user_data(struct sock *sk, void *data)
-{
-	rcu_assign_sk_user_data(sk, data);
-}
-
-void *rust_helper_netlink_user_data(const struct sock *sk)
-{
-	return rcu_dereference_sk_user_data(sk);
-}
-
 unsigned int rust_helper_skb_tailroom(const struct sk_buff *skb)
 {
 	return skb_tailroom(skb);
 }
+
+unsigned int rust_helper_skb_end_offset(const struct sk_buff *skb)
+{
+	return skb_end_offset(skb);
+}
+
+/*
+ * Whether netlink unit `unit` is registered: by a kernel socket in any
+ * network namespace, or at boot without one (NETLINK_USERSOCK). A kernel
+ * socket created for a registered unit only bumps the count: it neither
+ * records its module (so userspace sockets of the unit would not pin it)
+ * nor its configuration.
+ */
+bool rust_helper_netlink_unit_registered(int unit)
+{
+	unsigned long flags;
+	bool registered;
+
+	read_lock_irqsave(&nl_table_lock, flags);
+	registered = nl_table[unit].registered;
+	read_unlock_irqrestore(&nl_table_lock, flags);
+	return registered;
+}
+
+/*
+ * Whether the sender of `skb`, delivered to a kernel socket's input
+ * callback, asked for capped error messages (NETLINK_CAP_ACK), as
+ * netlink_ack() reads it. Only valid during the callback: the sender's
+ * socket is not referenced by the skb.
+ */
+bool rust_helper_netlink_sender_caps_acks(const struct sk_buff *skb)
+{
+	return nlk_test_bit(CAP_ACK, NETLINK_CB(skb).sk);
+}
+
+/*
+ * The input callback of every Rust kernel netlink socket.
+ *
+ * The netlink core may call a kernel socket's input callback after the
+ * socket was released (a sender that looked it up holds a reference), and
+ * senders of a unit whose module is not recorded (see above) do not pin the
+ * module. So the core never calls module code directly: it calls this
+ * function, built into the kernel, which finds the handler in
+ * `sk_user_data` and calls it only inside an SRCU read-side critical
+ * section. The owner unpublishes the handler, then waits with
+ * rust_helper_netlink_input_sync() before freeing it or letting its module
+ * go.
+ *
+ * The handler is a pointer to a function pointer, called with that pointer:
+ * Rust publishes a struct whose first field is the function.
+ */
+typedef void (*rust_netlink_input_fn)(void *handler, struct sk_buff *skb);
+
+DEFINE_STATIC_SRCU(rust_netlink_srcu);
+
+static int rust_netlink_not_ready(struct sk_buff *skb, struct nlmsghdr *nlh,
+				  struct netlink_ext_ack *extack)
+{
+	NL_SET_ERR_MSG(extack, "netlink unit not ready, try again");
+	return -EAGAIN;
+}
+
+void rust_helper_netlink_input(struct sk_buff *skb)
+{
+	rust_netlink_input_fn *handler;
+	int idx;
+
+	idx = srcu_read_lock(&rust_netlink_srcu);
+	handler = srcu_dereference(__sk_user_data(skb->sk), &rust_netlink_srcu);
+	if (handler)
+		(*handler)(handler, skb);
+	else
+		/* Being created or released: answer as the core would. */
+		netlink_rcv_skb(skb, rust_netlink_not_ready);
+	srcu_read_unlock(&rust_netlink_srcu, idx);
+}
+
+void rust_helper_netlink_set_input(struct sock *sk, void *handler)
+{
+	rcu_assign_pointer(__sk_user_data(sk), handler);
+}
+
+/* Waits until no handler unpublished before the call is running. */
+void rust_helper_netlink_input_sync(void)
+{
+	synchronize_srcu(&rust_netlink_srcu);
+}
+
+#endif /* CONFIG_NET */

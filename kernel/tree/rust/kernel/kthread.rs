@@ -3,6 +3,13 @@
 //! Kernel threads: a thread that runs a [`Run`] implementation, stopped and
 //! joined on drop.
 //!
+//! A thread can be created first and started later ([`Thread::create`],
+//! [`NewThread::start`]), as C's `kthread_create()` and `wake_up_process()`:
+//! creating is what can fail, starting cannot. A module that needs both a
+//! thread and a resource that userspace can reach at once, such as a netlink
+//! socket, creates the thread, then the resource, then starts the thread, so
+//! that nothing fails once userspace can reach it.
+//!
 //! C header: [`include/linux/kthread.h`](srctree/include/linux/kthread.h).
 
 use crate::{
@@ -11,7 +18,12 @@ use crate::{
     error::{code::*, from_err_ptr, Result},
     str::CStr,
 };
-use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
+use core::{
+    ffi::c_void,
+    marker::PhantomData,
+    mem::{ManuallyDrop, MaybeUninit},
+    ptr::NonNull,
+};
 
 /// The work of a kernel [`Thread`].
 pub trait Run: Send + Sync + Sized + 'static {
@@ -32,6 +44,12 @@ pub trait Run: Send + Sync + Sized + 'static {
 }
 
 /// Evidence that the code runs on the kernel thread itself.
+///
+/// # Invariants
+///
+/// A `Context` exists only on a kernel thread, inside its thread function:
+/// it is created by `thread_main()` alone and cannot be sent to another
+/// thread.
 pub struct Context<'a> {
     _not_send: PhantomData<*const ()>,
     _lifetime: PhantomData<&'a ()>,
@@ -41,8 +59,8 @@ impl Context<'_> {
     /// Whether `kthread_stop()` was called on this thread
     /// (`kthread_should_stop()`).
     pub fn should_stop(&self) -> bool {
-        // SAFETY: A `Context` exists only on a kernel thread, in its thread
-        // function.
+        // SAFETY: By the type invariant, this runs on a kernel thread, in
+        // its thread function.
         unsafe { bindings::kthread_should_stop() }
     }
 }
@@ -72,6 +90,10 @@ impl Context<'_> {
 /// let thread = Thread::spawn(c_str!("rust_kthread_ex"), Once { runs: AtomicU32::new(0) }, GFP_KERNEL)?;
 /// // Stops and joins the thread, then frees its data, even if it never ran.
 /// drop(thread);
+///
+/// // Created, never started: dropping it stops the thread before it runs.
+/// let created = Thread::<Once>::create(c_str!("rust_kthread_ex"), GFP_KERNEL)?;
+/// drop(created);
 /// # Ok::<(), Error>(())
 /// ```
 ///
@@ -79,8 +101,9 @@ impl Context<'_> {
 ///
 /// `task` is a kernel thread created by `kthread_create_on_node()` running
 /// `thread_main::<T>`, on which we hold a reference (`get_task_struct()`);
-/// `data` comes from `KBox::<T>::into_raw` and is the thread's argument,
-/// alive until the thread is stopped.
+/// `data` comes from `KBox::<MaybeUninit<T>>::into_raw`, was initialised
+/// before the thread was woken, and is the thread's argument, alive until
+/// the thread is stopped.
 pub struct Thread<T: Run> {
     task: NonNull<bindings::task_struct>,
     data: NonNull<T>,
@@ -95,10 +118,19 @@ unsafe impl<T: Run> Sync for Thread<T> {}
 impl<T: Run> Thread<T> {
     /// Creates and wakes a kernel thread named `name` that runs `data`.
     pub fn spawn(name: &CStr, data: T, flags: Flags) -> Result<Self> {
-        let data = KBox::new(data, flags)?;
+        Ok(Self::create(name, flags)?.start(data))
+    }
+
+    /// Creates a kernel thread named `name` that does not run yet
+    /// (`kthread_create()`): [`NewThread::start`] gives it its data and
+    /// wakes it.
+    pub fn create(name: &CStr, flags: Flags) -> Result<NewThread<T>> {
+        let data = KBox::new(MaybeUninit::<T>::uninit(), flags)?;
         let data = NonNull::new(KBox::into_raw(data)).ok_or(ENOMEM)?;
         // SAFETY: `thread_main::<T>` matches the thread function signature and
-        // takes `data` as a `T`. "%s" with a valid C string is a valid format.
+        // takes `data` as a `T`, which it reads only once it runs, that is,
+        // after `NewThread::start` has written it. "%s" with a valid C
+        // string is a valid format.
         let task = unsafe {
             bindings::kthread_create_on_node(
                 Some(thread_main::<T>),
@@ -120,15 +152,73 @@ impl<T: Run> Thread<T> {
         // SAFETY: `task` is a valid task. The reference keeps it valid for
         // `kthread_stop()` even if the thread function returns on its own.
         unsafe { bindings::get_task_struct(task.as_ptr()) };
-        // SAFETY: `task` was created stopped; this starts it.
-        unsafe { bindings::wake_up_process(task.as_ptr()) };
-        // INVARIANT: `task` runs `thread_main::<T>` on `data`, and we hold a
-        // reference on it.
-        Ok(Self { task, data })
+        // INVARIANT: `task` was created to run `thread_main::<T>` on `data`,
+        // is not woken, and we hold a reference on it.
+        Ok(NewThread { task, data })
+    }
+}
+
+/// A kernel thread that is created but not started ([`Thread::create`]).
+/// Dropping it stops the thread before its function ever runs.
+///
+/// # Invariants
+///
+/// `task` is a kernel thread created by `kthread_create_on_node()` to run
+/// `thread_main::<T>` on `data`, not woken yet, on which we hold a reference
+/// (`get_task_struct()`); `data` comes from `KBox::<MaybeUninit<T>>::into_raw`
+/// and is uninitialised.
+pub struct NewThread<T: Run> {
+    task: NonNull<bindings::task_struct>,
+    data: NonNull<MaybeUninit<T>>,
+}
+
+// SAFETY: The thread may be started or stopped from any thread, and `T` is
+// `Send + Sync`.
+unsafe impl<T: Run> Send for NewThread<T> {}
+
+// SAFETY: `NewThread` exposes nothing through a shared reference.
+unsafe impl<T: Run> Sync for NewThread<T> {}
+
+impl<T: Run> NewThread<T> {
+    /// Gives the thread its data and wakes it (`wake_up_process()`).
+    pub fn start(self, data: T) -> Thread<T> {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: By the type invariant, `data` is a valid allocation that the
+        // thread does not read before it is woken, below.
+        let data = unsafe { (*this.data.as_ptr()).write(data) };
+        let data = NonNull::from(data);
+        // SAFETY: `task` was created and not woken (type invariant); this
+        // starts it. The wakeup orders the write above before the thread's
+        // first read.
+        unsafe { bindings::wake_up_process(this.task.as_ptr()) };
+        // INVARIANT: `task` runs `thread_main::<T>` on `data`, now
+        // initialised, and the reference we held moves to the `Thread`.
+        Thread {
+            task: this.task,
+            data,
+        }
+    }
+}
+
+impl<T: Run> Drop for NewThread<T> {
+    /// Stops the thread, which never ran its function. Sleeps until it has
+    /// exited.
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant, `task` is a kernel thread that was
+        // never woken, on which we hold a reference. `kthread_stop_put()`
+        // marks it to stop and wakes it: `kthread()` then exits without
+        // calling `thread_main::<T>`. It waits for the exit and drops the
+        // reference.
+        unsafe { bindings::kthread_stop_put(self.task.as_ptr()) };
+        // SAFETY: The thread has exited without reading `data`, which came
+        // from `KBox::into_raw` (type invariant) and holds no `T` to drop.
+        drop(unsafe { KBox::from_raw(self.data.as_ptr()) });
     }
 }
 
 impl<T: Run> Drop for Thread<T> {
+    /// Stops the thread and frees its data. Sleeps until the thread has
+    /// exited.
     fn drop(&mut self) {
         // SAFETY: By the type invariant, `data` is alive until the thread
         // is stopped.
@@ -139,7 +229,9 @@ impl<T: Run> Drop for Thread<T> {
         // that reference.
         unsafe { bindings::kthread_stop_put(self.task.as_ptr()) };
         // SAFETY: The thread has exited or will never run, so nothing else
-        // uses `data`, which came from `KBox::into_raw` (type invariant).
+        // uses `data`, an initialised `T` in an allocation from
+        // `KBox::into_raw` (type invariant); `MaybeUninit<T>` and `T` have
+        // the same layout.
         drop(unsafe { KBox::from_raw(self.data.as_ptr()) });
     }
 }
@@ -151,9 +243,10 @@ impl<T: Run> Drop for Thread<T> {
 /// Called by the kthread core only, on the new thread, with the `data` given
 /// to `kthread_create_on_node()` in [`Thread::spawn`].
 unsafe extern "C" fn thread_main<T: Run>(data: *mut c_void) -> core::ffi::c_int {
-    // SAFETY: `data` is the `T` of a `Thread<T>`, which frees it only after
-    // this thread has exited.
+    // SAFETY: `data` is the `T` of a `Thread<T>`, initialised before the
+    // thread was woken, which frees it only after this thread has exited.
     let data = unsafe { &*data.cast::<T>() };
+    // INVARIANT: This is the thread function, on the kernel thread.
     data.run(&Context {
         _not_send: PhantomData,
         _lifetime: PhantomData,

@@ -7,7 +7,9 @@
 // Backport note (netlink-rosetta, Linux 6.12): this is upstream's file (Linux 7.3) with the
 // `ffi` types imported explicitly (6.12's prelude does not export them), `pr_warn!` in place
 // of `pr_warn_once!` (6.12 has no `pr_*_once!`), and `kstrtobool_bytes`, which upstream has in
-// `kernel::str` and 6.12 lacks, below.
+// `kernel::str` and 6.12 lacks, below. One addition: `ModuleParam::NOARG`, so that a `bool`
+// parameter given without a value (`insmod m.ko flag`) is true, as C's `bool` parameters take
+// it (`KERNEL_PARAM_OPS_FL_NOARG`); upstream refuses it.
 
 use crate::ffi::{c_char, c_int, c_void};
 use crate::prelude::*;
@@ -34,6 +36,10 @@ unsafe impl Sync for KernelParam {}
 /// Types that can be used for module parameters.
 // NOTE: This trait is `Copy` because drop could produce unsoundness during teardown.
 pub trait ModuleParam: Sized + Copy {
+    /// The value of the parameter when it is given without `=value`, if it
+    /// may be (`KERNEL_PARAM_OPS_FL_NOARG`); `None` refuses that.
+    const NOARG: Option<Self> = None;
+
     /// Parse a parameter argument into the parameter value.
     fn try_from_param_arg(arg: &BStr) -> Result<Self>;
 }
@@ -65,20 +71,18 @@ unsafe extern "C" fn set_param<T>(val: *const c_char, param: *const bindings::ke
 where
     T: ModuleParam,
 {
-    // NOTE: If we start supporting arguments without values, val _is_ allowed
-    // to be null here.
-    if val.is_null() {
-        crate::pr_warn!("Null pointer passed to `module_param::set_param`\n");
-        return EINVAL.to_errno();
-    }
-
-    // SAFETY: By function safety requirement, val is non-null, null-terminated
-    // and valid for reads for the duration of this function.
-    let arg = unsafe { CStr::from_char_ptr(val) };
-    let arg: &BStr = arg.as_ref();
-
+    // `val` is null for a parameter given without a value, which the
+    // module subsystem passes on only for types with `NOARG`.
     crate::error::from_result(|| {
-        let new_value = T::try_from_param_arg(arg)?;
+        let new_value = if val.is_null() {
+            T::NOARG.ok_or(EINVAL)?
+        } else {
+            // SAFETY: By function safety requirement, val is non-null,
+            // null-terminated and valid for reads for the duration of this
+            // function.
+            let arg = unsafe { CStr::from_char_ptr(val) };
+            T::try_from_param_arg(arg.as_ref())?
+        };
 
         // SAFETY: By function safety requirements, `param` is valid for read.
         let arg = unsafe { (*param).__bindgen_anon_1.arg };
@@ -106,6 +110,8 @@ macro_rules! impl_int_module_param {
 }
 
 impl ModuleParam for bool {
+    const NOARG: Option<Self> = Some(true);
+
     fn try_from_param_arg(arg: &BStr) -> Result<Self> {
         kstrtobool_bytes(arg)
     }
@@ -208,7 +214,11 @@ macro_rules! make_param_ops {
     ($ops:ident, $ty:ty) => {
         #[doc(hidden)]
         pub static $ops: $crate::bindings::kernel_param_ops = $crate::bindings::kernel_param_ops {
-            flags: 0,
+            flags: if <$ty as ModuleParam>::NOARG.is_some() {
+                $crate::bindings::KERNEL_PARAM_OPS_FL_NOARG
+            } else {
+                0
+            },
             set: Some(set_param::<$ty>),
             get: None,
             free: None,

@@ -23,7 +23,7 @@ use crate::{
     alloc::{Flags, KBox, KVec},
     bindings,
     error::{code::*, to_result, Result},
-    net::netlink::NetlinkSkBuff,
+    net::netlink::{NetlinkSkBuff, MAX_SKB_SIZE, NLMSG_HDRLEN},
     prelude::*,
     str::CStr,
     types::Opaque,
@@ -36,17 +36,30 @@ pub const NLA_HDRLEN: usize = crate::net::netlink::nlmsg_align(size_of::<binding
 
 /// Room an attribute with `payload` bytes takes in a message, padding
 /// included (`nla_total_size()`).
+///
+/// `payload` must be below `usize::MAX - NLA_HDRLEN - NLMSG_ALIGNTO`; an
+/// attribute payload is at most [`MAX_ATTR_PAYLOAD`] bytes.
 pub const fn nla_total_size(payload: usize) -> usize {
     crate::net::netlink::nlmsg_align(NLA_HDRLEN + payload)
 }
+
+/// The largest attribute payload: `nla_len`, which counts the header too, is
+/// 16 bits wide.
+pub const MAX_ATTR_PAYLOAD: usize = u16::MAX as usize - NLA_HDRLEN;
+
+/// Length of the generic netlink header (`GENL_HDRLEN`).
+pub const GENL_HDRLEN: usize = crate::net::netlink::nlmsg_align(size_of::<bindings::genlmsghdr>());
 
 /// How the core validates one attribute (`struct nla_policy`).
 #[derive(Clone, Copy)]
 pub enum Policy {
     /// A NUL-terminated string of at most `max_len` characters before the
     /// NUL (`NLA_NUL_STRING` with `.len = max_len`).
+    ///
+    /// `max_len` must not be 0: in C, 0 means "no limit", not "empty", and
+    /// [`Registration::new`] refuses it.
     NulString {
-        /// Longest string, NUL not counted.
+        /// Longest string, NUL not counted; at least 1.
         max_len: u16,
     },
     /// A 32-bit unsigned integer (`NLA_U32`).
@@ -56,17 +69,19 @@ pub enum Policy {
 }
 
 impl Policy {
-    fn to_raw(self) -> bindings::nla_policy {
+    /// The C policy; `EINVAL` for a description that C would read otherwise.
+    fn to_raw(self) -> Result<bindings::nla_policy> {
         // SAFETY: All-zeroes is `NLA_UNSPEC` with no limits, as C's `{}`.
         let mut raw: bindings::nla_policy = unsafe { core::mem::zeroed() };
         let (ty, len) = match self {
+            Policy::NulString { max_len: 0 } => return Err(EINVAL),
             Policy::NulString { max_len } => (bindings::NLA_NUL_STRING, max_len),
             Policy::U32 => (bindings::NLA_U32, 0),
             Policy::Flag => (bindings::NLA_FLAG, 0),
         };
         raw.type_ = ty as u8;
         raw.len = len;
-        raw
+        Ok(raw)
     }
 }
 
@@ -162,8 +177,9 @@ impl<T: Handler> Registration<T> {
     /// (`genl_register_family()`).
     ///
     /// Fails with `EINVAL` when the description is invalid (a name too long,
-    /// an attribute above `maxattr`, too many commands) and with the core's
-    /// error otherwise, e.g. `EEXIST` when the name is taken.
+    /// an attribute above `maxattr`, too many commands, a string policy of
+    /// length 0) and with the core's error otherwise, e.g. `EEXIST` when the
+    /// name is taken.
     pub fn new(family: &Family, handler: T, module: &'static ThisModule) -> Result<Self> {
         let name = family.name.as_bytes_with_nul();
         let n_ops = u8::try_from(family.commands.len()).map_err(|_| EINVAL)?;
@@ -177,7 +193,7 @@ impl<T: Handler> Registration<T> {
                 policy.push(unsafe { core::mem::zeroed() }, GFP_KERNEL)?;
             }
             for &(attr, p) in command.policy {
-                *policy.get_mut(usize::from(attr)).ok_or(EINVAL)? = p.to_raw();
+                *policy.get_mut(usize::from(attr)).ok_or(EINVAL)? = p.to_raw()?;
             }
             // SAFETY: All-zeroes is a `genl_ops` with no callbacks, as C's `{}`.
             let mut op: bindings::genl_ops = unsafe { core::mem::zeroed() };
@@ -242,6 +258,7 @@ impl<T: Handler> Registration<T> {
 }
 
 impl<T: Handler> Drop for Registration<T> {
+    /// Unregisters the family. Sleeps: it waits for the requests in flight.
     fn drop(&mut self) {
         let inner = self.inner.as_ptr();
         // SAFETY: By the type invariant the family is registered. Unregistering
@@ -270,6 +287,10 @@ unsafe extern "C" fn doit_callback<T: Handler>(
     // which stays alive while its family is registered, that is, while any
     // `doit` of it runs (see `Registration::drop`).
     let registered = unsafe { &*family.cast::<Registered<T>>() };
+    // INVARIANT: The core passes the `genl_info` of this `doit`, whose
+    // attribute table it sized by the family's `maxattr` (or left NULL for
+    // a family without attributes) and validated against the command's
+    // policy, and whose `extack` is valid.
     let info = Info {
         raw: info,
         maxattr: registered.maxattr,
@@ -287,8 +308,9 @@ unsafe extern "C" fn doit_callback<T: Handler>(
 /// # Invariants
 ///
 /// `raw` is the valid `genl_info` of the running `doit`: its attribute table
-/// has `maxattr + 1` entries, each NULL or an attribute that passed the
-/// command's policy, and its `extack` is valid.
+/// is NULL (the family has `maxattr == 0`) or has `maxattr + 1` entries, each
+/// NULL or an attribute that passed the command's policy, and its `extack`
+/// is valid.
 pub struct Info<'a> {
     raw: *mut bindings::genl_info,
     maxattr: u16,
@@ -313,11 +335,18 @@ impl<'a> Info<'a> {
         if attr > self.maxattr {
             return None;
         }
-        // SAFETY: By the type invariant, the table has `maxattr + 1` entries,
-        // and `attr <= maxattr`.
-        let nla = unsafe { *(*self.raw).attrs.add(usize::from(attr)) };
-        // SAFETY: A non-NULL entry is an attribute inside the request, valid
-        // while the request is; its length passed validation.
+        // SAFETY: By the type invariant, `raw` is valid.
+        let attrs = unsafe { (*self.raw).attrs };
+        if attrs.is_null() {
+            // A family without attributes: the core parses none.
+            return None;
+        }
+        // SAFETY: By the type invariant, a non-NULL table has `maxattr + 1`
+        // entries, and `attr <= maxattr`.
+        let nla = unsafe { *attrs.add(usize::from(attr)) };
+        // INVARIANT: A non-NULL entry is an attribute inside the request,
+        // valid while the request is; its length passed validation.
+        // SAFETY: Hence it satisfies `Attr`'s invariants for `'a`.
         NonNull::new(nla).map(|nla| unsafe { Attr::from_raw(nla) })
     }
 
@@ -362,6 +391,7 @@ impl<'a> Attr<'a> {
     ///
     /// `nla` must satisfy the type invariants for `'a`.
     unsafe fn from_raw(nla: NonNull<bindings::nlattr>) -> Self {
+        // INVARIANT: The caller guarantees the invariants.
         Self {
             nla,
             _lifetime: PhantomData,
@@ -395,10 +425,14 @@ impl<'a> Attr<'a> {
 
 impl NetlinkSkBuff {
     /// Allocates a buffer for one generic netlink message with `payload`
-    /// bytes of attributes (`genlmsg_new()`).
+    /// bytes of attributes (`genlmsg_new()`). Fails with `EMSGSIZE` when the
+    /// message would exceed [`MAX_SKB_SIZE`], and with `ENOMEM`.
     pub fn genlmsg_new(payload: usize, flags: Flags) -> Result<Self> {
-        // SAFETY: `genlmsg_new()` may be called with any size and flags; it
-        // returns NULL on failure.
+        if payload > MAX_SKB_SIZE - GENL_HDRLEN - 2 * NLMSG_HDRLEN {
+            return Err(EMSGSIZE);
+        }
+        // SAFETY: `genlmsg_new()` may be called with any flags; `payload` is
+        // small enough for its `int` arithmetic. It returns NULL on failure.
         let skb = unsafe { bindings::genlmsg_new(payload, flags.as_raw()) };
         // SAFETY: A non-NULL result is a new skb that nothing else has.
         Ok(unsafe { Self::from_raw(NonNull::new(skb).ok_or(ENOMEM)?) })
@@ -443,12 +477,23 @@ impl GenlMsg {
         self.put(attr, &value.to_ne_bytes())
     }
 
+    /// Appends an attribute (`nla_put()`). Fails with `EMSGSIZE`, leaving
+    /// the message as it was, when `data` is longer than an attribute can
+    /// say ([`MAX_ATTR_PAYLOAD`]) or does not fit in the buffer.
     fn put(&mut self, attr: u16, data: &[u8]) -> Result {
-        let len = i32::try_from(data.len()).map_err(|_| EMSGSIZE)?;
-        // SAFETY: The skb is ours; `nla_put()` copies `len` bytes from
-        // `data`, or changes nothing and fails when they do not fit.
+        if data.len() > MAX_ATTR_PAYLOAD || nla_total_size(data.len()) > self.skb.tailroom() {
+            return Err(EMSGSIZE);
+        }
+        // SAFETY: The skb is ours, with room for the attribute (checked
+        // above); `nla_put()` copies `data.len()` bytes, which fit its `int`
+        // and the 16-bit `nla_len`, from `data`.
         to_result(unsafe {
-            bindings::nla_put(self.skb.as_raw(), attr as _, len, data.as_ptr().cast())
+            bindings::nla_put(
+                self.skb.as_raw(),
+                attr.into(),
+                data.len() as i32,
+                data.as_ptr().cast(),
+            )
         })
     }
 

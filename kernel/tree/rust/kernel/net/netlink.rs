@@ -7,7 +7,10 @@
 //! implementation. Every datagram that userspace sends to the unit reaches
 //! [`Input::input`] as a [`RecvSkBuff`], whose [`messages`] are iterated with
 //! every length checked. Replies are built in a [`NetlinkSkBuff`] and sent
-//! with [`SocketRef::unicast`]; acks and errors with [`Message::ack`].
+//! with [`SocketRef::unicast`], or through [`Replies`], which can coalesce
+//! them; acks and errors with [`Message::ack`]. A [`Message`] can be copied
+//! ([`MessageCopy`]) for answering later, from another thread; both are
+//! [`Received`] messages.
 //!
 //! Scope of this slice: one kernel socket in the initial network namespace,
 //! unicast only. Names and shapes follow upstream's generic netlink
@@ -19,12 +22,12 @@
 //! [`messages`]: RecvSkBuff::messages
 
 use crate::{
-    alloc::{flags::GFP_KERNEL, Flags},
+    alloc::{flags::GFP_KERNEL, Flags, KBox, KVec},
     bindings,
     error::{code::*, to_result, Result},
     str::CStr,
     sync::Arc,
-    types::{ForeignOwnable, Opaque},
+    types::Opaque,
     ThisModule,
 };
 use core::{ffi::c_void, mem::size_of, ops::Deref, ptr, ptr::NonNull};
@@ -61,6 +64,9 @@ pub const NLMSG_ERROR: u16 = bindings::NLMSG_ERROR as u16;
 pub const NLMSG_DONE: u16 = bindings::NLMSG_DONE as u16;
 /// Control message: data lost (`NLMSG_OVERRUN`).
 pub const NLMSG_OVERRUN: u16 = bindings::NLMSG_OVERRUN as u16;
+/// The first message type that is not reserved for control messages
+/// (`NLMSG_MIN_TYPE`).
+pub const NLMSG_MIN_TYPE: u16 = bindings::NLMSG_MIN_TYPE as u16;
 
 /// Flag: the message is a request (`NLM_F_REQUEST`).
 pub const NLM_F_REQUEST: u16 = bindings::NLM_F_REQUEST as u16;
@@ -103,15 +109,23 @@ impl Header {
 
 /// Handles the datagrams sent to a kernel netlink [`Socket`].
 ///
-/// The implementing type is the socket's data: [`Socket::new`] takes it in an
-/// [`Arc`], and every call gets a reference to it.
-pub trait Input: Send + Sync + Sized + 'static {
+/// The implementing type is the socket's data: [`Socket::new`] takes it, and
+/// every call gets a reference to it. Data shared with other code, such as
+/// a queue that a kernel thread drains, goes in an [`Arc`], which implements
+/// `Input` when its content does.
+pub trait Input: Send + Sync + 'static {
     /// Handles one datagram.
     ///
     /// Runs synchronously in the sender's context, inside its `sendmsg()`,
     /// and may sleep. The netlink core frees `skb` as soon as this returns:
-    /// copy out whatever must outlive the call.
+    /// copy out whatever must outlive the call ([`Message::copy`]).
     fn input(&self, skb: &RecvSkBuff);
+}
+
+impl<T: Input> Input for Arc<T> {
+    fn input(&self, skb: &RecvSkBuff) {
+        T::input(self, skb)
+    }
 }
 
 /// A kernel netlink socket, borrowed: what replies are sent through.
@@ -146,10 +160,10 @@ impl SocketRef {
     /// Sends `skb` to the userspace socket bound to `portid`
     /// (`nlmsg_unicast()`).
     ///
-    /// Never blocks: if the receiver's buffer is full, the netlink core drops
-    /// the message, returns `EAGAIN`, and reports `ENOBUFS` to the receiver
-    /// on its next `recvmsg()`. `ECONNREFUSED` means that the receiver is
-    /// gone.
+    /// Never blocks, and may be called in any context: if the receiver's
+    /// buffer is full, the netlink core drops the message, returns `EAGAIN`,
+    /// and reports `ENOBUFS` to the receiver on its next `recvmsg()`.
+    /// `ECONNREFUSED` means that the receiver is gone.
     pub fn unicast(&self, skb: NetlinkSkBuff, portid: u32) -> Result {
         // SAFETY: By the type invariant, `self` is a valid kernel netlink
         // socket. `nlmsg_unicast()` takes over the skb in every case, so
@@ -161,14 +175,23 @@ impl SocketRef {
 /// A kernel netlink socket for one protocol unit, in the initial network
 /// namespace (`netlink_kernel_create()`), released on drop.
 ///
-/// Every userspace socket of the unit takes a reference on `module`, so the
-/// module cannot be unloaded while userspace can still send to it.
+/// The unit must not be registered yet: [`Socket::new`] refuses a unit that
+/// a kernel socket serves, in any namespace, and `NETLINK_USERSOCK` (2),
+/// which the kernel registers at boot for userspace-to-userspace messages.
+/// On such a unit the core would only count the new socket, and the
+/// userspace sockets of the unit would not pin the module.
+///
+/// Dropping the socket waits for every input callback in flight: when
+/// `drop` returns, no code of [`Input`] runs any more, and none will, even
+/// for a sender that found the socket just before it went. The netlink core
+/// calls a function built into the kernel, which calls [`Input::input`]
+/// only inside an SRCU read-side critical section; `drop` unpublishes the
+/// data and waits for that section with `synchronize_srcu()`.
 ///
 /// # Examples
 ///
 /// ```
-/// use kernel::net::netlink::{Input, RecvSkBuff, Socket};
-/// use kernel::sync::Arc;
+/// use kernel::net::netlink::{Input, Received, RecvSkBuff, Socket};
 ///
 /// struct Quiet;
 ///
@@ -185,9 +208,11 @@ impl SocketRef {
 /// # static THIS_MODULE: kernel::ThisModule =
 /// #     unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
 /// // Unit 30 is unused in the test kernel.
-/// let socket = Socket::new(30, &THIS_MODULE, Arc::new(Quiet, GFP_KERNEL)?)?;
-/// // A second socket for the same unit is refused.
-/// assert!(Socket::new(30, &THIS_MODULE, Arc::new(Quiet, GFP_KERNEL)?).is_err());
+/// let socket = Socket::new(30, &THIS_MODULE, Quiet)?;
+/// // A second socket for the same unit is refused,
+/// assert_eq!(Socket::new(30, &THIS_MODULE, Quiet).err(), Some(EBUSY));
+/// // and so is NETLINK_USERSOCK, registered at boot.
+/// assert_eq!(Socket::new(2, &THIS_MODULE, Quiet).err(), Some(EBUSY));
 /// drop(socket);
 /// # Ok::<(), Error>(())
 /// ```
@@ -195,14 +220,22 @@ impl SocketRef {
 /// # Invariants
 ///
 /// - `sk` is a kernel netlink socket created by `__netlink_kernel_create()`
-///   with `input_callback::<T>` as its input, owned by this object.
-/// - `data` comes from `Arc::<T>::into_foreign()`, and is published in
-///   `sk->sk_user_data` for the input callback. That published reference is
-///   owned by this object.
+///   with `netlink_input()` as its input, owned by this object.
+/// - `handler` comes from `KBox::into_raw()`, is published in
+///   `sk->sk_user_data` for `netlink_input()`, and is freed only after it
+///   was unpublished and `netlink_input_sync()` returned.
 pub struct Socket<T: Input> {
     sk: NonNull<bindings::sock>,
-    data: *const c_void,
-    _input: core::marker::PhantomData<Arc<T>>,
+    handler: NonNull<Published<T>>,
+}
+
+/// What a [`Socket`] publishes for `netlink_input()` (`rust/helpers/netlink.c`),
+/// which calls `input` with a pointer to this.
+#[repr(C)]
+struct Published<T> {
+    /// First, as the C side expects.
+    input: unsafe extern "C" fn(*mut c_void, *mut bindings::sk_buff),
+    data: T,
 }
 
 // SAFETY: The socket may be used and released from any thread, and `T` is
@@ -216,21 +249,39 @@ impl<T: Input> Socket<T> {
     /// Creates the kernel socket of netlink unit `unit`, with `data` as the
     /// input handler.
     ///
-    /// Fails with `EINVAL` for a unit outside `0..MAX_LINKS`, and with
-    /// `EBUSY` when the C function returns no socket: the unit already has a
-    /// kernel socket (or memory ran out).
-    pub fn new(unit: i32, module: &'static ThisModule, data: Arc<T>) -> Result<Self> {
+    /// Fails with `EINVAL` for a unit outside `0..MAX_LINKS`, with `EBUSY`
+    /// when the unit is registered already, or when the C function returns
+    /// no socket (memory ran out, or another kernel socket took the unit
+    /// meanwhile), and with `ENOMEM`.
+    ///
+    /// Userspace can send to the unit as soon as this returns, so a module
+    /// creates its socket as the last step of its initialisation that can
+    /// fail: a module whose `init` fails is freed at once, whatever
+    /// userspace sockets of the unit took a reference on it meanwhile.
+    pub fn new(unit: i32, module: &'static ThisModule, data: T) -> Result<Self> {
         if !(0..bindings::MAX_LINKS as i32).contains(&unit) {
             return Err(EINVAL);
         }
+        // SAFETY: `unit` is within `0..MAX_LINKS`, the size of `nl_table`.
+        if unsafe { bindings::netlink_unit_registered(unit) } {
+            return Err(EBUSY);
+        }
+        let handler = KBox::new(
+            Published {
+                input: input_callback::<T>,
+                data,
+            },
+            GFP_KERNEL,
+        )?;
         let mut cfg = bindings::netlink_kernel_cfg {
-            input: Some(input_callback::<T>),
+            input: Some(bindings::netlink_input),
             ..Default::default()
         };
         // SAFETY: `init_net` lives forever, `cfg` is valid for the duration
         // of the call (the C function copies what it keeps), and `module` is
         // this module's `THIS_MODULE`, which `netlink_create()` pins for
-        // every userspace socket of the unit.
+        // every userspace socket of the unit (the unit was not registered,
+        // so the core records it).
         let sk = unsafe {
             bindings::__netlink_kernel_create(
                 ptr::addr_of_mut!(bindings::init_net),
@@ -239,19 +290,17 @@ impl<T: Input> Socket<T> {
                 &mut cfg,
             )
         };
+        // The handler is freed on failure, as it was never published.
         let sk = NonNull::new(sk).ok_or(EBUSY)?;
-        let data = data.into_foreign();
-        // SAFETY: `sk` is valid. Publication pairs with the RCU read side in
-        // `input_callback()`: until now the callback saw NULL and answered
-        // "try again".
-        unsafe { bindings::netlink_set_user_data(sk.as_ptr(), data.cast_mut()) };
-        // INVARIANT: `sk` was just created with `input_callback::<T>`, and
-        // `data` from `into_foreign()` is published in its `sk_user_data`.
-        Ok(Self {
-            sk,
-            data,
-            _input: core::marker::PhantomData,
-        })
+        let handler = NonNull::from(KBox::leak(handler));
+        // SAFETY: `sk` is valid. Publication pairs with `srcu_dereference()`
+        // in `netlink_input()`: until now it saw NULL and answered "try
+        // again".
+        unsafe { bindings::netlink_set_input(sk.as_ptr(), handler.as_ptr().cast()) };
+        // INVARIANT: `sk` was just created with `netlink_input()`, and
+        // `handler`, from `KBox::leak()`, is published in its
+        // `sk_user_data`.
+        Ok(Self { sk, handler })
     }
 }
 
@@ -266,70 +315,43 @@ impl<T: Input> Deref for Socket<T> {
 }
 
 impl<T: Input> Drop for Socket<T> {
+    /// Releases the socket. Sleeps: it waits for the input callbacks in
+    /// flight.
     fn drop(&mut self) {
         let sk = self.sk.as_ptr();
-        // SAFETY: `sk` is valid. Unpublish the data first: input that
+        // SAFETY: `sk` is valid. Unpublish the handler first: input that
         // arrives from now on finds NULL and gets "try again".
-        unsafe { bindings::netlink_set_user_data(sk, ptr::null_mut()) };
-        // SAFETY: No lock is held; this may sleep. After a grace period, no
-        // input callback is between reading the pointer and taking its own
-        // reference.
-        unsafe { bindings::synchronize_rcu() };
-        // SAFETY: `data` came from `into_foreign()` (type invariant) and is no
-        // longer reachable through `sk_user_data`; this gives back the
-        // published reference. Callbacks still running hold their own.
-        drop(unsafe { Arc::<T>::from_foreign(self.data) });
+        unsafe { bindings::netlink_set_input(sk, ptr::null_mut()) };
+        // SAFETY: No lock is held, and this may sleep. When it returns, every
+        // `netlink_input()` that found the handler has returned from it.
+        unsafe { bindings::netlink_input_sync() };
         // SAFETY: `sk` was created by `__netlink_kernel_create()` and is
-        // released exactly once, here. When a module drops its socket in its
-        // exit path, no input can be running: each userspace socket of the
-        // unit pins the module, so none exists any more.
+        // released exactly once, here. A sender that still holds it finds no
+        // handler.
         unsafe { bindings::netlink_kernel_release(sk) };
+        // SAFETY: `handler` came from `KBox::leak()` (type invariant) and is
+        // no longer reachable: it was unpublished, and nothing that found it
+        // before still runs.
+        drop(unsafe { KBox::from_raw(self.handler.as_ptr()) });
     }
 }
 
-/// The `input` function of every [`Socket<T>`].
+/// The input function of every [`Socket<T>`], called by `netlink_input()`
+/// with the handler it found in `sk_user_data`.
 ///
 /// # Safety
 ///
-/// Called by the netlink core only (`netlink_unicast_kernel()`), with a valid
-/// skb that it owns until this returns and whose `sk` is a kernel socket
-/// created by [`Socket::<T>::new`].
-unsafe extern "C" fn input_callback<T: Input>(skb: *mut bindings::sk_buff) {
+/// `handler` must be the published [`Published<T>`] of a [`Socket<T>`], called
+/// inside the SRCU read-side critical section that keeps it alive, with the
+/// skb that the netlink core passed to the kernel socket's input callback.
+unsafe extern "C" fn input_callback<T: Input>(handler: *mut c_void, skb: *mut bindings::sk_buff) {
+    // SAFETY: The handler is alive for the duration of the call, and
+    // nothing mutates it (the caller's guarantee).
+    let handler = unsafe { &*handler.cast::<Published<T>>() };
     // SAFETY: The netlink core passes a valid skb, delivered to a kernel
-    // socket, which it frees only after we return.
+    // socket, which it frees only after the callback returns.
     let skb = unsafe { RecvSkBuff::from_raw(skb) };
-    let sk = skb.socket().as_raw();
-
-    // SAFETY: Reads of `sk_user_data` happen under `rcu_read_lock()`; the
-    // reference is taken before `rcu_read_unlock()`.
-    unsafe { bindings::rcu_read_lock() };
-    // SAFETY: `sk` is valid, and the RCU read lock is held.
-    let ptr = unsafe { bindings::netlink_user_data(sk) };
-    let data = if ptr.is_null() {
-        None
-    } else {
-        // SAFETY: A non-NULL `sk_user_data` of a `Socket<T>` comes from
-        // `Arc::<T>::into_foreign()`, and `Socket::drop` gives that reference
-        // back only after unpublishing it and waiting for a grace period, so
-        // it is alive here. The borrow becomes our own reference.
-        Some(Arc::<T>::from(unsafe { Arc::<T>::borrow(ptr) }))
-    };
-    // SAFETY: Pairs with the `rcu_read_lock()` above.
-    unsafe { bindings::rcu_read_unlock() };
-
-    match data {
-        Some(data) => data.input(skb),
-        // The socket is being created or released: say so instead of
-        // dropping the requests silently.
-        None => {
-            for msg in skb.messages().filter(|msg| !msg.is_control()) {
-                msg.ack(
-                    Err(EAGAIN),
-                    Some(crate::c_str!("netlink unit not ready, try again")),
-                );
-            }
-        }
-    }
+    handler.data.input(skb);
 }
 
 /// A datagram received by a kernel netlink socket, borrowed for the duration
@@ -434,6 +456,9 @@ impl<'a> Iterator for Messages<'a> {
         let (bytes, rest) = self.rest.split_at(len);
         // The last message of a datagram may come without its padding.
         self.rest = rest.get(nlmsg_align(len) - len..).unwrap_or(&[]);
+        // INVARIANT: `bytes` is the `len = nlmsg_len >= NLMSG_HDRLEN` bytes
+        // of the message inside the skb's data, and `header` a copy of its
+        // first bytes.
         Some(Message {
             skb: self.skb,
             header,
@@ -456,54 +481,63 @@ pub struct Message<'a> {
     bytes: &'a [u8],
 }
 
-impl<'a> Message<'a> {
+/// A message received from userspace, borrowed ([`Message`]) or copied
+/// ([`MessageCopy`]): what a reply and an acknowledgement need of it.
+pub trait Received {
+    /// A copy of the header.
+    fn header(&self) -> Header;
+
+    /// The payload: the bytes after the header, without padding.
+    fn payload(&self) -> &[u8];
+
+    /// The port id of the sender, as the netlink core recorded it
+    /// (`NETLINK_CB(skb).portid`).
+    ///
+    /// Reply to this, not to the `nlmsg_pid` header field, which the sender
+    /// wrote and may have forged.
+    fn portid(&self) -> u32;
+
+    /// Whether the sender asked for error messages without a copy of the
+    /// request (`NETLINK_CAP_ACK`), as `netlink_ack()` reads it.
+    fn caps_acks(&self) -> bool;
+
     /// The message type (`nlmsg_type`).
-    pub fn ty(&self) -> u16 {
-        self.header.nlmsg_type
+    fn ty(&self) -> u16 {
+        self.header().ty
     }
 
     /// The message flags (`nlmsg_flags`).
-    pub fn flags(&self) -> u16 {
-        self.header.nlmsg_flags
+    fn flags(&self) -> u16 {
+        self.header().flags
     }
 
     /// The sequence number chosen by the sender (`nlmsg_seq`).
-    pub fn seq(&self) -> u32 {
-        self.header.nlmsg_seq
-    }
-
-    /// A copy of the header.
-    pub fn header(&self) -> Header {
-        Header {
-            len: self.header.nlmsg_len,
-            ty: self.header.nlmsg_type,
-            flags: self.header.nlmsg_flags,
-            seq: self.header.nlmsg_seq,
-            pid: self.header.nlmsg_pid,
-        }
-    }
-
-    /// The payload: the bytes after the header, without padding.
-    pub fn payload(&self) -> &'a [u8] {
-        // By the type invariant, the message holds at least a header.
-        self.bytes.get(NLMSG_HDRLEN..).unwrap_or(&[])
+    fn seq(&self) -> u32 {
+        self.header().seq
     }
 
     /// Whether the sender asked for an acknowledgement (`NLM_F_ACK`).
-    pub fn wants_ack(&self) -> bool {
+    fn wants_ack(&self) -> bool {
         self.flags() & NLM_F_ACK != 0
     }
 
-    /// Whether this is a netlink control message, `NLMSG_NOOP` to
-    /// `NLMSG_OVERRUN`, which is never answered.
-    pub fn is_control(&self) -> bool {
-        (NLMSG_NOOP..=NLMSG_OVERRUN).contains(&self.ty())
+    /// Whether `netlink_rcv_skb()` would hand the message to its callback:
+    /// it has `NLM_F_REQUEST`, and its type is not below `NLMSG_MIN_TYPE`
+    /// (0x10), the types that netlink reserves for control messages.
+    fn is_request(&self) -> bool {
+        self.flags() & NLM_F_REQUEST != 0 && self.ty() >= NLMSG_MIN_TYPE
     }
+}
 
+impl<'a> Message<'a> {
     /// Sends an `NLMSG_ERROR` for this message to its sender
     /// (`netlink_ack()`): an acknowledgement for `Ok(())`, an error
     /// otherwise, with `msg` as the extended-ack message (`NL_SET_ERR_MSG`)
     /// when the receiving socket enabled `NETLINK_EXT_ACK`.
+    ///
+    /// An error carries a copy of the request unless the sender set
+    /// `NETLINK_CAP_ACK`. If the answer cannot be allocated, the core
+    /// reports `ENOBUFS` to the sender instead.
     pub fn ack(&self, result: Result, msg: Option<&CStr>) {
         // SAFETY: All-zeroes is the empty extended ack, as C's `= {}`.
         let mut extack: bindings::netlink_ext_ack = unsafe { core::mem::zeroed() };
@@ -527,10 +561,85 @@ impl<'a> Message<'a> {
             )
         };
     }
+
+    /// Copies what an answer needs out of the skb, which the netlink core
+    /// frees when [`Input::input`] returns: for answering later, from
+    /// another thread.
+    pub fn copy(&self, flags: Flags) -> Result<MessageCopy> {
+        let payload = self.payload();
+        let mut copy = KVec::with_capacity(payload.len(), flags)?;
+        copy.extend_from_slice(payload, flags)?;
+        Ok(MessageCopy {
+            header: self.header(),
+            payload: copy,
+            portid: self.portid(),
+            caps_acks: self.caps_acks(),
+        })
+    }
+}
+
+impl Received for Message<'_> {
+    fn header(&self) -> Header {
+        Header {
+            len: self.header.nlmsg_len,
+            ty: self.header.nlmsg_type,
+            flags: self.header.nlmsg_flags,
+            seq: self.header.nlmsg_seq,
+            pid: self.header.nlmsg_pid,
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        // By the type invariant, the message holds at least a header.
+        self.bytes.get(NLMSG_HDRLEN..).unwrap_or(&[])
+    }
+
+    fn portid(&self) -> u32 {
+        self.skb.portid()
+    }
+
+    fn caps_acks(&self) -> bool {
+        // SAFETY: By the type invariant of `RecvSkBuff`, the skb was
+        // delivered to an input callback that is still running, so
+        // `NETLINK_CB(skb).sk` is the sender's socket, which waits in its
+        // `sendmsg()`.
+        unsafe { bindings::netlink_sender_caps_acks(self.skb.as_raw()) }
+    }
+}
+
+/// A received message copied out of its skb ([`Message::copy`]), for code
+/// that answers after the skb is gone, such as a kernel thread.
+pub struct MessageCopy {
+    header: Header,
+    payload: KVec<u8>,
+    portid: u32,
+    caps_acks: bool,
+}
+
+impl Received for MessageCopy {
+    fn header(&self) -> Header {
+        self.header
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    fn portid(&self) -> u32 {
+        self.portid
+    }
+
+    fn caps_acks(&self) -> bool {
+        self.caps_acks
+    }
 }
 
 /// A socket buffer for netlink messages that the kernel sends, owned until it
 /// is sent.
+///
+/// Every length is checked here, in Rust, before C sees it: against the
+/// room left in the buffer and against the width of the C field or
+/// parameter it goes into, so that no size arithmetic in C can overflow.
 ///
 /// # Examples
 ///
@@ -544,6 +653,9 @@ impl<'a> Message<'a> {
 /// // Until the buffer grows.
 /// skb.grow(16 + 4096, GFP_KERNEL)?;
 /// skb.put(42, 2, 0x10, 0, &[0; 4096])?;
+/// // Sizes that C's `int` arithmetic would overflow are refused up front.
+/// assert_eq!(NetlinkSkBuff::new(usize::MAX, GFP_KERNEL).err(), Some(EMSGSIZE));
+/// assert_eq!(skb.grow(i32::MAX as usize, GFP_KERNEL), Err(EMSGSIZE));
 /// # Ok::<(), Error>(())
 /// ```
 ///
@@ -559,17 +671,60 @@ pub struct NetlinkSkBuff {
 // thread.
 unsafe impl Send for NetlinkSkBuff {}
 
+/// The largest buffer a [`NetlinkSkBuff`] may have, in bytes: a quarter of
+/// what a C `int` holds, so that the skb code's own additions (alignment,
+/// `struct skb_shared_info`) cannot overflow it. A netlink receiver's buffer
+/// is far smaller anyway.
+pub const MAX_SKB_SIZE: usize = (i32::MAX / 4) as usize;
+
+/// Room a message with `payload` bytes takes, header and padding included
+/// (`nlmsg_total_size()`), if it is within [`MAX_SKB_SIZE`].
+fn nlmsg_total_size(payload: usize) -> Result<usize> {
+    match payload.checked_add(NLMSG_HDRLEN + NLMSG_ALIGNTO) {
+        Some(size) if size <= MAX_SKB_SIZE => Ok(nlmsg_align(NLMSG_HDRLEN + payload)),
+        _ => Err(EMSGSIZE),
+    }
+}
+
 impl NetlinkSkBuff {
     /// Allocates a buffer with room for one message of `payload` bytes
-    /// (`nlmsg_new()`).
+    /// (`nlmsg_new()`). Fails with `EMSGSIZE` when the message would exceed
+    /// [`MAX_SKB_SIZE`], and with `ENOMEM`.
     pub fn new(payload: usize, flags: Flags) -> Result<Self> {
-        // SAFETY: `nlmsg_new()` may be called with any size and flags; it
-        // returns NULL on failure.
+        nlmsg_total_size(payload)?;
+        // SAFETY: `nlmsg_new()` may be called with any flags; `payload` is
+        // small enough for its `int` arithmetic. It returns NULL on failure.
         let skb = unsafe { bindings::nlmsg_new(payload, flags.as_raw()) };
         // INVARIANT: The skb was just allocated, and nothing else has it.
         Ok(Self {
             skb: NonNull::new(skb).ok_or(ENOMEM)?,
         })
+    }
+
+    /// Reserves a message (`nlmsg_put()`) with a payload of `len` bytes,
+    /// whose padding is zeroed, and returns its header. Fails with
+    /// `EMSGSIZE`, leaving the buffer as it was, when it does not fit.
+    fn nlmsg_put(
+        &mut self,
+        portid: u32,
+        seq: u32,
+        ty: u16,
+        flags: u16,
+        len: usize,
+    ) -> Result<NonNull<bindings::nlmsghdr>> {
+        if nlmsg_total_size(len)? > self.tailroom() {
+            return Err(EMSGSIZE);
+        }
+        // The total size fits in `MAX_SKB_SIZE`, so the length fits an `int`.
+        let len = len as i32;
+        // SAFETY: By the type invariant, the skb is valid and ours, with room
+        // for the message (checked above). `nlmsg_put()` reserves
+        // `nlmsg_total_size(len)` bytes, writes the header and zeroes the
+        // padding.
+        let nlh = unsafe {
+            bindings::nlmsg_put(self.as_raw(), portid, seq, ty.into(), len, flags.into())
+        };
+        NonNull::new(nlh).ok_or(EMSGSIZE)
     }
 
     /// Appends a message: `nlmsg_put()` and a copy of `payload`.
@@ -583,58 +738,56 @@ impl NetlinkSkBuff {
     /// from the header. (`nlmsg_end()`, made for attribute payloads, would
     /// round it up to 4 bytes.) The padding after the payload is zeroed.
     pub fn put(&mut self, portid: u32, seq: u32, ty: u16, flags: u16, payload: &[u8]) -> Result {
-        let len = i32::try_from(payload.len()).map_err(|_| EMSGSIZE)?;
-        let skb = self.skb.as_ptr();
-        // SAFETY: By the type invariant, `skb` is valid and ours. On success
-        // `nlmsg_put()` reserved `nlmsg_total_size(len)` bytes and zeroed the
-        // padding; it returns NULL, changing nothing, when they do not fit.
-        let nlh = unsafe { bindings::nlmsg_put(skb, portid, seq, ty.into(), len, flags.into()) };
-        if nlh.is_null() {
-            return Err(EMSGSIZE);
-        }
-        // SAFETY: `nlh` starts a message with room for `len` payload bytes,
-        // which cannot overlap `payload`, a slice the caller owns.
+        let nlh = self.nlmsg_put(portid, seq, ty, flags, payload.len())?;
+        // SAFETY: `nlh` starts a message with room for `payload.len()`
+        // payload bytes, which cannot overlap `payload`, a slice the caller
+        // owns.
         unsafe {
             ptr::copy_nonoverlapping(
                 payload.as_ptr(),
-                bindings::nlmsg_data(nlh).cast::<u8>(),
+                bindings::nlmsg_data(nlh.as_ptr()).cast::<u8>(),
                 payload.len(),
             )
         };
         Ok(())
     }
 
-    /// Appends an `NLMSG_ERROR` answering `request`: an acknowledgement for
-    /// `Ok(())`, an error otherwise. Only the request's header is copied
-    /// (`NLM_F_CAPPED`), as `netlink_ack()` does for acknowledgements.
+    /// Appends the `NLMSG_ERROR` that `netlink_ack()` would send for
+    /// `request`, with no extended ack: an acknowledgement for `Ok(())`, an
+    /// error otherwise. An acknowledgement copies the request's header only
+    /// (`NLM_F_CAPPED`); an error copies the whole request, unless the
+    /// sender set `NETLINK_CAP_ACK`.
     ///
     /// For code that answers after the request skb is gone, such as a kernel
     /// thread; an input callback uses [`Message::ack`].
-    pub fn put_ack(&mut self, portid: u32, request: &Header, result: Result) -> Result {
-        let skb = self.skb.as_ptr();
-        let len = NLMSGERR_SIZE as i32;
-        // SAFETY: By the type invariant, `skb` is valid and ours; on success
-        // `nlmsg_put()` reserved room for a `struct nlmsgerr`.
-        let nlh = unsafe {
-            bindings::nlmsg_put(
-                skb,
-                portid,
-                request.seq,
-                NLMSG_ERROR.into(),
-                len,
-                NLM_F_CAPPED.into(),
-            )
+    pub fn put_ack(&mut self, request: &impl Received, result: Result) -> Result {
+        let error = result.err().map_or(0, |e| e.to_errno());
+        let capped = error == 0 || request.caps_acks();
+        let (copied, flags) = if capped {
+            (&[][..], NLM_F_CAPPED)
+        } else {
+            (request.payload(), 0)
         };
-        if nlh.is_null() {
-            return Err(EMSGSIZE);
-        }
+        let len = NLMSGERR_SIZE.checked_add(nlmsg_align(copied.len())).ok_or(EMSGSIZE)?;
+        let nlh = self.nlmsg_put(request.portid(), request.seq(), NLMSG_ERROR, flags, len)?;
         let errmsg = bindings::nlmsgerr {
-            error: result.err().map_or(0, |e| e.to_errno()),
-            msg: request.to_raw(),
+            error,
+            msg: request.header().to_raw(),
         };
         // SAFETY: The payload of the message just put has room for a
-        // `struct nlmsgerr`; the write makes no alignment assumption.
-        unsafe { ptr::write_unaligned(bindings::nlmsg_data(nlh).cast(), errmsg) };
+        // `struct nlmsgerr` followed by the copy and its padding (checked
+        // above). The writes make no alignment assumption.
+        unsafe {
+            let data = bindings::nlmsg_data(nlh.as_ptr()).cast::<u8>();
+            ptr::write_unaligned(data.cast(), errmsg);
+            let copy = data.add(NLMSGERR_SIZE);
+            ptr::copy_nonoverlapping(copied.as_ptr(), copy, copied.len());
+            ptr::write_bytes(
+                copy.add(copied.len()),
+                0,
+                nlmsg_align(copied.len()) - copied.len(),
+            );
+        }
         Ok(())
     }
 
@@ -645,15 +798,20 @@ impl NetlinkSkBuff {
     }
 
     /// Makes room for `extra` more bytes at the end (`pskb_expand_head()`):
-    /// the data moves to a larger buffer. Fails with `ENOMEM`, leaving the
-    /// buffer as it was.
+    /// the data moves to a larger buffer. Fails with `EMSGSIZE` past
+    /// [`MAX_SKB_SIZE`] and with `ENOMEM`, leaving the buffer as it was.
     pub fn grow(&mut self, extra: usize, flags: Flags) -> Result {
-        let extra = i32::try_from(extra).map_err(|_| ENOMEM)?;
+        // SAFETY: By the type invariant, the skb is valid.
+        let end = unsafe { bindings::skb_end_offset(self.as_raw()) } as usize;
+        if extra > MAX_SKB_SIZE.saturating_sub(end) {
+            return Err(EMSGSIZE);
+        }
         // SAFETY: By the type invariant, the skb is valid, ours alone (not
         // shared, not cloned) and never sent, as `pskb_expand_head()`
-        // requires; on failure it changes nothing.
+        // requires; `end + extra` is far below `INT_MAX` (checked above). On
+        // failure it changes nothing.
         to_result(unsafe {
-            bindings::pskb_expand_head(self.skb.as_ptr(), 0, extra, flags.as_raw())
+            bindings::pskb_expand_head(self.as_raw(), 0, extra as i32, flags.as_raw())
         })
     }
 
@@ -708,16 +866,23 @@ pub const NLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE;
 /// `netlink_unicast()`), and grows once, to that page's worth, when a
 /// message does not fit.
 ///
-/// An error from sending the pending datagram is returned by the call that
-/// sent it, and that call's own message is not added. Dropping sends what is
-/// still pending and ignores errors, like `std`'s `BufWriter`; call
-/// [`flush`] to see them.
+/// [`put`] and [`put_ack`] report what happened to their own message only:
+/// `ENOMEM` or `EMSGSIZE` when it could not be built, and, without
+/// coalescing, the error of sending it. A coalesced datagram that fails to
+/// go when a later message pushes it out is the loss of its own receiver,
+/// which the netlink core tells (`ENOBUFS`): the later message goes on.
+/// Dropping sends what is still pending and ignores errors, like `std`'s
+/// `BufWriter`; call [`flush`] to see them.
+///
+/// Buffers are allocated with the `flags` given to [`Replies::new`]; with
+/// `GFP_KERNEL`, [`put`] and [`put_ack`] may sleep.
 ///
 /// # Examples
 ///
 /// ```
-/// use kernel::net::netlink::{Input, Replies, RecvSkBuff, Socket};
-/// use kernel::sync::Arc;
+/// use kernel::net::netlink::{
+///     nlmsg_align, Input, RecvSkBuff, Replies, Socket, NLMSG_DEFAULT_SIZE, NLMSG_HDRLEN,
+/// };
 ///
 /// struct Quiet;
 ///
@@ -729,29 +894,34 @@ pub const NLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE;
 /// # // its `THIS_MODULE` is NULL.
 /// # static THIS_MODULE: kernel::ThisModule =
 /// #     unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
-/// let socket = Socket::new(30, &THIS_MODULE, Arc::new(Quiet, GFP_KERNEL)?)?;
+/// let socket = Socket::new(30, &THIS_MODULE, Quiet)?;
 /// // No userspace socket has port id 0x7fff_fff0.
 /// let nobody = 0x7fff_fff0;
 ///
 /// // One datagram per message: sent, and refused, at once.
-/// let mut replies = Replies::new(&socket, false);
+/// let mut replies = Replies::new(&socket, false, GFP_KERNEL);
 /// assert_eq!(replies.put(nobody, 1, 0x10, 0, b"hello"), Err(ECONNREFUSED));
 ///
 /// // Coalesced: nothing is sent until the datagram is flushed.
-/// let mut replies = Replies::new(&socket, true);
+/// let mut replies = Replies::new(&socket, true, GFP_KERNEL);
 /// replies.put(nobody, 1, 0x10, 0, b"hello")?;
 /// replies.put(nobody, 2, 0x10, 0, b"again")?;
+/// assert_eq!(replies.pending(), 2 * nlmsg_align(NLMSG_HDRLEN + 5));
 /// assert_eq!(replies.flush(), Err(ECONNREFUSED));
 /// assert_eq!(replies.flush(), Ok(()));
 ///
-/// // A datagram grows to about a page; the first message that does not fit
-/// // sends it (refused here: that call reports it) and is not added.
-/// let mut added = 0;
-/// while replies.put(nobody, added, 0x10, 0, &[0; 1024]).is_ok() {
-///     added += 1;
+/// // A datagram grows to `NLMSG_DEFAULT_SIZE` (about a page, whatever the
+/// // page size); the message that does not fit starts the next one, even
+/// // though sending the full one failed.
+/// let size = NLMSG_HDRLEN + 1024;
+/// let fit = NLMSG_DEFAULT_SIZE / size;
+/// for seq in 0..fit {
+///     replies.put(nobody, seq as u32, 0x10, 0, &[0; 1024])?;
 /// }
-/// assert_eq!(added, 3);
-/// assert_eq!(replies.flush(), Ok(()));
+/// assert_eq!(replies.pending(), fit * size);
+/// replies.put(nobody, fit as u32, 0x10, 0, &[0; 1024])?;
+/// assert_eq!(replies.pending(), size);
+/// assert_eq!(replies.flush(), Err(ECONNREFUSED));
 /// # Ok::<(), Error>(())
 /// ```
 ///
@@ -761,6 +931,7 @@ pub const NLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE;
 pub struct Replies<'a> {
     socket: &'a SocketRef,
     coalesce: bool,
+    flags: Flags,
     pending: Option<Pending>,
 }
 
@@ -773,11 +944,13 @@ struct Pending {
 }
 
 impl<'a> Replies<'a> {
-    /// Replies sent through `socket`, coalesced if `coalesce`.
-    pub fn new(socket: &'a SocketRef, coalesce: bool) -> Self {
+    /// Replies sent through `socket`, coalesced if `coalesce`, in buffers
+    /// allocated with `flags`.
+    pub fn new(socket: &'a SocketRef, coalesce: bool, flags: Flags) -> Self {
         Self {
             socket,
             coalesce,
+            flags,
             pending: None,
         }
     }
@@ -789,11 +962,15 @@ impl<'a> Replies<'a> {
         })
     }
 
-    /// Adds an `NLMSG_ERROR` answering `request` for `portid`, as
+    /// Adds the `NLMSG_ERROR` answering `request`, as
     /// [`NetlinkSkBuff::put_ack`] builds it.
-    pub fn put_ack(&mut self, portid: u32, request: &Header, result: Result) -> Result {
-        self.add(portid, NLMSGERR_SIZE, |skb| {
-            skb.put_ack(portid, request, result)
+    pub fn put_ack(&mut self, request: &impl Received, result: Result) -> Result {
+        let copied = match result {
+            Err(_) if !request.caps_acks() => nlmsg_align(request.payload().len()),
+            _ => 0,
+        };
+        self.add(request.portid(), NLMSGERR_SIZE.saturating_add(copied), |skb| {
+            skb.put_ack(request, result)
         })
     }
 
@@ -805,6 +982,12 @@ impl<'a> Replies<'a> {
         }
     }
 
+    /// Bytes of the messages in the datagram being filled: 0 when nothing
+    /// is pending.
+    pub fn pending(&self) -> usize {
+        self.pending.as_ref().map_or(0, |pending| pending.used)
+    }
+
     /// Adds a message of `payload` bytes that `put` writes into an skb.
     fn add(
         &mut self,
@@ -812,14 +995,15 @@ impl<'a> Replies<'a> {
         payload: usize,
         put: impl Fn(&mut NetlinkSkBuff) -> Result,
     ) -> Result {
-        let size = nlmsg_align(NLMSG_HDRLEN.saturating_add(payload));
+        let size = nlmsg_total_size(payload)?;
         if let Some(pending) = self.pending.as_mut() {
-            if pending.portid == portid && pending.put(size, &put)? {
+            if pending.portid == portid && pending.put(size, &put, self.flags)? {
                 return Ok(());
             }
-            self.flush()?;
+            // The earlier receiver learns of a failure from the core.
+            let _ = self.flush();
         }
-        let mut skb = NetlinkSkBuff::new(payload, GFP_KERNEL)?;
+        let mut skb = NetlinkSkBuff::new(payload, self.flags)?;
         put(&mut skb)?;
         if !self.coalesce {
             return self.socket.unicast(skb, portid);
@@ -837,7 +1021,12 @@ impl Pending {
     /// Puts a message of `size` bytes, growing the datagram to a page's
     /// worth if needed (once: after that, whatever is within the budget
     /// fits); `false` when it is full.
-    fn put(&mut self, size: usize, put: impl Fn(&mut NetlinkSkBuff) -> Result) -> Result<bool> {
+    fn put(
+        &mut self,
+        size: usize,
+        put: impl Fn(&mut NetlinkSkBuff) -> Result,
+        flags: Flags,
+    ) -> Result<bool> {
         if self.used.saturating_add(size) > NLMSG_DEFAULT_SIZE {
             // Over a page: not even into the slack of a large message's
             // buffer, which `kmalloc()` rounds up.
@@ -849,7 +1038,7 @@ impl Pending {
             // at the head).
             let capacity = self.used + self.skb.tailroom();
             let extra = NLMSG_DEFAULT_SIZE.saturating_sub(capacity);
-            if extra > 0 && self.skb.grow(extra, GFP_KERNEL).is_ok() {
+            if extra > 0 && self.skb.grow(extra, flags).is_ok() {
                 result = put(&mut self.skb);
             }
         }
