@@ -38,13 +38,11 @@
 //! and the kernel log shows
 //! `kmod_kthread: echo on netlink unit 25, queue of 256, coalesce=0`.
 //! A unit that is taken (by another module, or `NETLINK_USERSOCK`, 2) fails
-//! the load with EBUSY and logs `kmod_kthread: cannot serve netlink unit 2: EBUSY`.
+//! the load with EBUSY and logs `kmod_kthread: cannot serve netlink unit 2: error -16`.
 
 use kernel::c_str;
 use kernel::kthread::{Context, Run, Thread};
-use kernel::net::netlink::{
-    Input, Message, MessageCopy, Received, RecvSkBuff, Replies, Socket,
-};
+use kernel::net::netlink::{Input, Message, MessageCopy, Received, RecvSkBuff, Replies, Socket};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, Mutex};
 
@@ -238,8 +236,13 @@ impl kernel::Module for KmodKthread {
         )?;
         let thread = Thread::create(c_str!("kmod_kthread"), GFP_KERNEL)?;
         // Last, as nothing may fail once userspace can reach the unit.
-        let socket = Socket::new(unit, module, queue.clone())
-            .inspect_err(|e| pr_err!("cannot serve netlink unit {}: {:?}\n", unit, e))?;
+        let socket = Socket::new(unit, module, queue.clone()).inspect_err(|e| {
+            pr_err!(
+                "cannot serve netlink unit {}: error {}\n",
+                unit,
+                e.to_errno()
+            )
+        })?;
         let thread = thread.start(Worker {
             socket,
             queue,

@@ -35,7 +35,7 @@
 //!
 //! and the kernel log shows `kmod_raw: echo on netlink unit 31, coalesce=0`.
 //! A unit that is taken (by another module, or `NETLINK_USERSOCK`, 2) fails
-//! the load with EBUSY and logs `kmod_raw: cannot serve netlink unit 2: EBUSY`.
+//! the load with EBUSY and logs `kmod_raw: cannot serve netlink unit 2: error -16`.
 
 use kernel::c_str;
 use kernel::net::netlink::{Input, Message, Received, RecvSkBuff, Replies, Socket};
@@ -125,8 +125,13 @@ impl kernel::Module for KmodRaw {
         let unit = module_parameters::unit.value();
         let coalesce = module_parameters::coalesce.value();
         // Last, as nothing may fail once userspace can reach the unit.
-        let socket = Socket::new(unit, module, Echo { coalesce })
-            .inspect_err(|e| pr_err!("cannot serve netlink unit {}: {:?}\n", unit, e))?;
+        let socket = Socket::new(unit, module, Echo { coalesce }).inspect_err(|e| {
+            pr_err!(
+                "cannot serve netlink unit {}: error {}\n",
+                unit,
+                e.to_errno()
+            )
+        })?;
         pr_info!(
             "echo on netlink unit {}, coalesce={}\n",
             unit,

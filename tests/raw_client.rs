@@ -300,7 +300,7 @@ fn malformed_datagrams_are_dropped_then_echo_works(u: Unit) {
     let mut sock = connect(u);
     let good = {
         let mut d = Vec::new();
-        user_raw::encode(&mut d, proto::ECHO_MSG_TYPE, 0, 900, b"good").unwrap();
+        user_raw::encode(&mut d, proto::ECHO_MSG_TYPE, NLM_F_REQUEST, 900, b"good").unwrap();
         d
     };
     let mut garbage_tail = good.clone();
@@ -425,7 +425,7 @@ fn taken_units_are_refused(u: Unit) {
             assert!(!u.kmod.is_loaded());
             let refused = last_log_line(&format!("{}: cannot serve netlink unit", u.kmod.name()));
             assert!(
-                refused.ends_with(&format!("unit {unit}: EBUSY")),
+                refused.ends_with(&format!("unit {unit}: error {}", -libc::EBUSY)),
                 "{refused}"
             );
         }

@@ -768,7 +768,9 @@ impl NetlinkSkBuff {
         } else {
             (request.payload(), 0)
         };
-        let len = NLMSGERR_SIZE.checked_add(nlmsg_align(copied.len())).ok_or(EMSGSIZE)?;
+        let len = NLMSGERR_SIZE
+            .checked_add(nlmsg_align(copied.len()))
+            .ok_or(EMSGSIZE)?;
         let nlh = self.nlmsg_put(request.portid(), request.seq(), NLMSG_ERROR, flags, len)?;
         let errmsg = bindings::nlmsgerr {
             error,
@@ -969,9 +971,11 @@ impl<'a> Replies<'a> {
             Err(_) if !request.caps_acks() => nlmsg_align(request.payload().len()),
             _ => 0,
         };
-        self.add(request.portid(), NLMSGERR_SIZE.saturating_add(copied), |skb| {
-            skb.put_ack(request, result)
-        })
+        self.add(
+            request.portid(),
+            NLMSGERR_SIZE.saturating_add(copied),
+            |skb| skb.put_ack(request, result),
+        )
     }
 
     /// Sends the pending datagram, if there is one.
