@@ -40,10 +40,9 @@ const PACKAGES: &[&str] = &[
     "python3-venv",
 ];
 
-/// The Debian rustc, its rustdoc, and the std sources it ships.
+/// The Debian rustc and its rustdoc (the std sources: [`rust_lib_src`]).
 pub const RUSTC: &str = "/usr/bin/rustc";
 pub const RUSTDOC: &str = "/usr/bin/rustdoc";
-pub const RUST_LIB_SRC: &str = "/usr/src/rustc-1.96.0/library";
 
 const BINDGEN_VERSION: &str = "0.71.1";
 const VIRTME_NG_VERSION: &str = "1.42";
@@ -90,6 +89,36 @@ pub fn ensure_packages() -> Result<()> {
     .with_context(|| {
         format!("is {KERNEL_PACKAGE} {KERNEL_PACKAGE_VERSION} still in the archive? `apt-cache policy {KERNEL_PACKAGE}` lists the versions; the pin is in xtask/src/deps.rs")
     })
+}
+
+/// The std sources of the Debian rustc, which the kernel build takes as
+/// `RUST_LIB_SRC`: `rust-web-src` installs them in
+/// `/usr/src/rustc-<version>/library`, the version being rustc's own. It is
+/// read from `rustc --version` rather than written here, so that a Debian
+/// point release of `rustc-web` does not break a fresh build; a rustc and
+/// std sources of different versions stop the build with the fix.
+pub fn rust_lib_src() -> Result<PathBuf> {
+    let line = output(Command::new(RUSTC).arg("--version"))
+        .with_context(|| format!("cannot run {RUSTC}: is rustc-web installed?"))?;
+    // "rustc 1.96.0 (ac68faa20 2026-05-25) (built from a source tarball)"
+    let version = line
+        .split_whitespace()
+        .nth(1)
+        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+        .with_context(|| format!("unexpected `{RUSTC} --version`: {}", line.trim()))?;
+    let dir = PathBuf::from(format!("/usr/src/rustc-{version}/library"));
+    if !dir.join("core/src/lib.rs").is_file() {
+        let installed = |p| installed_version(p).unwrap_or_else(|| "not installed".into());
+        bail!(
+            "{RUSTC} is rustc {version}, but its standard library sources are not in {} \
+             (rustc-web: {}, rust-web-src: {}); the two packages must have the same version: \
+             run as root `apt-get update && apt-get install -y rustc-web rust-web-src`",
+            dir.display(),
+            installed("rustc-web"),
+            installed("rust-web-src"),
+        );
+    }
+    Ok(dir)
 }
 
 /// bindgen-cli, installed with `cargo install` into the cache (Debian's

@@ -14,7 +14,7 @@
 //!   pristine copies, the overlay is applied again, and `make` rebuilds only
 //!   what depends on them (seconds to a minute, not minutes).
 
-use crate::deps::{self, KERNEL_PACKAGE, KERNEL_PACKAGE_VERSION, RUSTC, RUSTDOC, RUST_LIB_SRC};
+use crate::deps::{self, KERNEL_PACKAGE, KERNEL_PACKAGE_VERSION, RUSTC, RUSTDOC};
 use crate::util::{cache_dir, output, root, run, run_logged, step, Hasher};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,8 @@ const RECIPE_VERSION: &str = "1";
 pub struct Kernel {
     pub tree: PathBuf,
     bindgen: PathBuf,
+    /// The Debian rustc's std sources (`deps::rust_lib_src`).
+    rust_lib_src: PathBuf,
     pub flavour: Flavour,
 }
 
@@ -40,7 +42,7 @@ impl Kernel {
             format!("RUSTC={RUSTC}"),
             format!("RUSTDOC={RUSTDOC}"),
             format!("BINDGEN={}", self.bindgen.display()),
-            format!("RUST_LIB_SRC={RUST_LIB_SRC}"),
+            format!("RUST_LIB_SRC={}", self.rust_lib_src.display()),
         ]
     }
 
@@ -137,11 +139,14 @@ fn overlay_key() -> Result<String> {
 pub fn ensure(flavour: Flavour) -> Result<Kernel> {
     deps::ensure_packages()?;
     let bindgen = deps::ensure_bindgen()?;
+    // Not part of the key: it follows from the rustc version, which is.
+    let rust_lib_src = deps::rust_lib_src()?;
     let base = cache_dir()?.join(format!("kernel/{}", base_key(&bindgen, flavour)?));
     let tree = base.join("linux-source-6.12");
     let kernel = Kernel {
         tree: tree.clone(),
         bindgen,
+        rust_lib_src,
         flavour,
     };
     let overlay = overlay_key()?;

@@ -98,6 +98,10 @@ enum Cmd {
         #[arg(long)]
         seed: Option<String>,
     },
+    /// Inside the VM only: copy the kernel log from /dev/kmsg into FILE,
+    /// with its sequence numbers (the VM runner's guest script runs this).
+    #[command(hide = true)]
+    GuestKmsg { file: std::path::PathBuf },
 }
 
 fn main() {
@@ -112,6 +116,11 @@ fn main() {
 }
 
 fn dispatch(cmd: Cmd) -> Result<i32> {
+    // In the guest: no cache, no lock (the filesystem is read-only there).
+    if let Cmd::GuestKmsg { file } = &cmd {
+        vm::guest_kmsg(file)?;
+        return Ok(0);
+    }
     let _lock = util::lock()?;
     match cmd {
         Cmd::Kernel { debug } => {
@@ -147,6 +156,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
         Cmd::Demo => demo::run_demo(),
         Cmd::Bench { quick } => bench::run_bench(quick),
         Cmd::Harden { quick, seed } => harden::run_harden(quick, seed),
+        Cmd::GuestKmsg { .. } => unreachable!("handled before taking the lock"),
     }
 }
 

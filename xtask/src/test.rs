@@ -9,9 +9,12 @@
 //!    modules, which must not overlap with the others), every module loaded,
 //!    then runs every benchmark once (criterion's `--test` mode); on the
 //!    debug kernel, then `rosetta-harden --quick` (see `harden.rs`).
+//! 3. Every VM test binary must have passed all its VM tests, and at least
+//!    as many as [`VM_TESTS`] expects: a binary that ran no test, or fewer
+//!    than it has, fails the run instead of passing silently.
 
 use crate::util::{root, run, step};
-use crate::vm;
+use crate::vm::{self, sh_quote};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 use std::time::Duration;
@@ -52,14 +55,28 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         .args(["test", "--workspace"]))?;
 
     step("compiling the VM integration tests");
-    let binaries = test_binaries()?;
-    if binaries.is_empty() {
-        bail!("no integration test binaries found in the workspace");
-    }
+    let binaries = vm_test_binaries()?;
     let bench = crate::bench::bench_binary()?;
+    // Each binary's standard output goes to a file too (`tee`), for the
+    // count of passed tests; its exit status through another file, as a
+    // pipeline's status is that of `tee`.
+    let results = root()
+        .join("target/rosetta/test")
+        .join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&results);
+    std::fs::create_dir_all(&results)?;
     let mut script = binaries
         .iter()
-        .map(|b| format!("echo '==> {b}' && {b} --ignored --test-threads=1", b = b))
+        .enumerate()
+        .map(|(i, b)| {
+            let out = sh_quote(&results.join(format!("{i}.out")).to_string_lossy());
+            let rc = sh_quote(&results.join(format!("{i}.rc")).to_string_lossy());
+            format!(
+                "echo '==> {src}' && {{ {exe} --ignored --test-threads=1; echo $? > {rc}; }} | tee {out} && [ \"$(cat {rc})\" = 0 ]",
+                src = b.src,
+                exe = sh_quote(&b.executable.to_string_lossy()),
+            )
+        })
         .collect::<Vec<_>>()
         .join(" && ");
     // Every benchmark once (criterion's test mode), so that they never rot.
@@ -76,8 +93,9 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         );
     }
     step(format!(
-        "VM integration tests: {} test binaries{}",
+        "VM integration tests: {} test binaries, {} tests{}",
         binaries.len(),
+        binaries.iter().map(|b| b.tests).sum::<usize>(),
         if debug { ", then harden --quick" } else { "" }
     ));
     let rc = vm::run(&vm::VmRun {
@@ -88,9 +106,9 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         timeout: Duration::from_secs(if debug { 3600 } else { 900 }),
         cpus: 2,
         rw_dirs: if debug {
-            vec![crate::harden::run_dir()]
+            vec![results.clone(), crate::harden::run_dir()]
         } else {
-            Vec::new()
+            vec![results.clone()]
         },
         verbose: false,
     })?;
@@ -102,13 +120,133 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
     if rc != 0 {
         bail!("VM integration tests failed (exit status {rc})");
     }
+    for (i, b) in binaries.iter().enumerate() {
+        let out = results.join(format!("{i}.out"));
+        let text = std::fs::read_to_string(&out)
+            .with_context(|| format!("{}: no output from the VM ({})", b.src, out.display()))?;
+        let passed = passed(&text).with_context(|| {
+            format!(
+                "{}: no `test result: ok.` line in its VM output ({})",
+                b.src,
+                out.display()
+            )
+        })?;
+        if passed != b.tests {
+            bail!(
+                "{} passed {passed} tests in the VM, but has {} VM tests (`--ignored --list`): \
+                 every VM test must run and pass",
+                b.src,
+                b.tests
+            );
+        }
+        eprintln!("    {}: {passed} VM tests passed", b.src);
+    }
     step("all tests passed");
     Ok(0)
 }
 
-/// The integration test executables of the workspace (`tests/*.rs` of every
-/// package; their VM tests are the ignored ones).
-fn test_binaries() -> Result<Vec<String>> {
-    let exes = crate::util::cargo_executables(&["test", "--workspace", "--tests"], "test")?;
-    Ok(exes.iter().map(|e| e.display().to_string()).collect())
+/// The VM test binaries, and the fewest VM tests each must have: the
+/// number it had when this was last updated.
+///
+/// Why a table, on top of counting: the VM tests are the ignored ones,
+/// and `--ignored --list` on the host says how many each binary has; the
+/// VM run must then pass exactly that many ("0 passed" is no longer
+/// success). But a count taken from the binary cannot notice tests that
+/// vanished from it (a `cfg` or a macro gone wrong, `#[ignore]` lost, a
+/// binary no longer built); this table can. Removing VM tests, or a VM
+/// test binary, therefore means lowering a number here, on purpose; adding
+/// tests needs no change, and a new VM test binary must be added.
+const VM_TESTS: &[(&str, usize)] = &[
+    ("tests/raw_client.rs", 36),
+    ("tests/genl_raw_client.rs", 12),
+    ("user-genl/tests/vm.rs", 8),
+    ("user-libnl-style/tests/vm.rs", 8),
+];
+
+/// An integration test executable with VM tests.
+struct VmTestBinary {
+    /// Its source file, relative to the workspace root.
+    src: String,
+    executable: std::path::PathBuf,
+    /// How many VM (ignored) tests it has.
+    tests: usize,
+}
+
+/// The integration test executables of the workspace that have VM tests
+/// (the ignored ones), checked against [`VM_TESTS`]. The others have only
+/// host tests, which `cargo test` ran.
+fn vm_test_binaries() -> Result<Vec<VmTestBinary>> {
+    let targets = crate::util::cargo_targets(&["test", "--workspace", "--tests"], "test")?;
+    let mut binaries = Vec::new();
+    for target in targets {
+        let listing = crate::util::output(Command::new(&target.executable).args([
+            "--ignored",
+            "--list",
+            "--format",
+            "terse",
+        ]))?;
+        let tests = listing.lines().filter(|l| l.ends_with(": test")).count();
+        let expected = VM_TESTS.iter().find(|(src, _)| *src == target.src);
+        match expected {
+            None if tests == 0 => continue,
+            None => bail!(
+                "{} has {tests} VM tests but is not in VM_TESTS (xtask/src/test.rs): add it",
+                target.src
+            ),
+            Some((_, min)) if tests < *min => bail!(
+                "{} has {tests} VM tests, fewer than the {min} that VM_TESTS (xtask/src/test.rs) \
+                 expects: were tests lost? If they were removed on purpose, lower the number",
+                target.src
+            ),
+            Some(_) => {}
+        }
+        binaries.push(VmTestBinary {
+            src: target.src,
+            executable: target.executable,
+            tests,
+        });
+    }
+    for (src, _) in VM_TESTS {
+        if !binaries.iter().any(|b| b.src == *src) {
+            bail!(
+                "{src} has no VM tests, or was not built, but VM_TESTS (xtask/src/test.rs) lists it"
+            );
+        }
+    }
+    Ok(binaries)
+}
+
+/// The number of passed tests in libtest's summary line,
+/// "test result: ok. 44 passed; 0 failed; 0 ignored; 0 measured; ...":
+/// `None` without one, or when it is not "ok".
+fn passed(output: &str) -> Option<usize> {
+    let summary = output
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("test result: "))?;
+    summary
+        .strip_prefix("ok. ")?
+        .split_once(" passed;")?
+        .0
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passed;
+
+    #[test]
+    fn only_an_ok_summary_counts() {
+        let ok = "running 2 tests\ntest a ... ok\n\n\
+                  test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 5 filtered out; finished in 0.01s\n";
+        assert_eq!(passed(ok), Some(2));
+        let none = "running 0 tests\n\n\
+                    test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 7 filtered out; finished in 0.00s\n";
+        assert_eq!(passed(none), Some(0));
+        let failed =
+            "test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n";
+        assert_eq!(passed(failed), None);
+        assert_eq!(passed("killed\n"), None);
+    }
 }

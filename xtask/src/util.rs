@@ -223,6 +223,22 @@ pub fn lock() -> Result<std::fs::File> {
 /// Runs `cargo <args> --no-run --quiet --message-format=json` and returns the
 /// executables it built whose target kind is `kind` (`test`, `bench`).
 pub fn cargo_executables(args: &[&str], kind: &str) -> Result<Vec<PathBuf>> {
+    Ok(cargo_targets(args, kind)?
+        .into_iter()
+        .map(|t| t.executable)
+        .collect())
+}
+
+/// An executable cargo built, and the source file of its target.
+pub struct CargoTarget {
+    /// The target's root source file, relative to the workspace root
+    /// (`tests/raw_client.rs`, `user-genl/tests/vm.rs`).
+    pub src: String,
+    pub executable: PathBuf,
+}
+
+/// Like [`cargo_executables`], with each executable's source file.
+pub fn cargo_targets(args: &[&str], kind: &str) -> Result<Vec<CargoTarget>> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root())
         .args(args)
@@ -237,7 +253,8 @@ pub fn cargo_executables(args: &[&str], kind: &str) -> Result<Vec<PathBuf>> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let mut executables = Vec::new();
+    let root = root();
+    let mut targets = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -247,8 +264,12 @@ pub fn cargo_executables(args: &[&str], kind: &str) -> Result<Vec<PathBuf>> {
             kinds.is_some_and(|k| k.iter().any(|k| k == kind)),
             msg["executable"].as_str(),
         ) {
-            executables.push(PathBuf::from(exe));
+            let src = Path::new(msg["target"]["src_path"].as_str().unwrap_or_default());
+            targets.push(CargoTarget {
+                src: src.strip_prefix(&root).unwrap_or(src).display().to_string(),
+                executable: PathBuf::from(exe),
+            });
         }
     }
-    Ok(executables)
+    Ok(targets)
 }

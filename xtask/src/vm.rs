@@ -7,14 +7,22 @@
 //! saves the kernel log; the host then fails the run if the log shows a
 //! panic, Oops, BUG, WARNING, KASAN, lockdep or KUnit failure, even when the
 //! command succeeded.
+//!
+//! The log must be whole for that verdict to mean anything: the guest copies
+//! it record by record from `/dev/kmsg` (with a copy of this binary, see
+//! [`guest_kmsg`]), and the host fails the run when the copy failed or is
+//! missing, or when the sequence numbers show that records were lost (the
+//! ring buffer wrapped: the oldest record left is not record 0 from the
+//! boot, or numbers are skipped).
 
 use crate::kernel::{Flavour, Kernel};
 use crate::util::{root, show, step};
 use anyhow::{bail, Context, Result};
 use netlink_rosetta::splats;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -70,7 +78,8 @@ pub fn known() -> String {
     all_kmods().map(|m| m.0).collect::<Vec<_>>().join(", ")
 }
 
-fn sh_quote(s: &str) -> String {
+/// Quotes `s` for the guest's `sh`.
+pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
@@ -86,9 +95,16 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     let script = work.join("guest.sh");
     let status_file = work.join("status");
     let dmesg_file = work.join("dmesg");
+    // The guest reads its kernel log with this very binary (`xtask
+    // guest-kmsg`), copied: cargo may replace target/debug/xtask while we run.
+    let reader = RemovedOnDrop(work.join("xtask"));
+    std::fs::copy("/proc/self/exe", &reader.0)
+        .with_context(|| format!("cannot copy this program to {}", reader.0.display()))?;
 
     let mut s = String::from("#!/bin/sh\n# Written by `cargo xtask vm`; runs inside the guest.\n");
     s += &format!("out={}\n", sh_quote(&work.to_string_lossy()));
+    // The kernel log, and the reader's exit status, which the host checks.
+    s += "klog() { \"$out/xtask\" guest-kmsg \"$out/kmsg\"; echo $? > \"$out/kmsg-status\"; }\n";
     s += "export ROSETTA_VM=1\n";
     let mut kos = Vec::new();
     for short in &vm.modules {
@@ -105,7 +121,7 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     }
     for (short, ko) in &kos {
         s += &format!(
-            "insmod {ko} || {{ echo 'xtask vm: insmod {short} failed' >&2; dmesg > \"$out/dmesg\"; echo insmod > \"$out/status\"; exit 125; }}\n",
+            "insmod {ko} || {{ echo 'xtask vm: insmod {short} failed' >&2; klog; echo insmod > \"$out/status\"; exit 125; }}\n",
             ko = sh_quote(&ko.to_string_lossy())
         );
     }
@@ -134,7 +150,7 @@ pub fn run(vm: &VmRun) -> Result<i32> {
               echo scan > /sys/kernel/debug/kmemleak; echo scan > /sys/kernel/debug/kmemleak; \
               cat /sys/kernel/debug/kmemleak > \"$out/kmemleak\"; fi\n";
     }
-    s += "dmesg > \"$out/dmesg\"\necho \"$rc $rmmod_failed\" > \"$out/status\"\nexit $rc\n";
+    s += "klog\necho \"$rc $rmmod_failed\" > \"$out/status\"\nexit $rc\n";
     std::fs::write(&script, s)?;
 
     let mut cmd = Command::new(vng_bin.join("vng"));
@@ -219,8 +235,15 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(100));
     };
 
-    let log = std::fs::read_to_string(&dmesg_file).unwrap_or_default();
-    let found = splats(&log);
+    let guest_status = std::fs::read_to_string(&status_file).with_context(|| {
+        format!(
+            "the guest did not finish its script ({status}): did the kernel crash? `cargo xtask vm --verbose ...` shows the console; files in {}",
+            work.display()
+        )
+    })?;
+    let log = kernel_log(&work)?;
+    std::fs::write(&dmesg_file, &log.text)?;
+    let found = splats(&log.text);
     if !found.is_empty() {
         eprintln!(
             "xtask vm: the kernel log shows problems ({}):",
@@ -237,12 +260,6 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     if vm.kernel.flavour == Flavour::Debug {
         check_kmemleak(&work.join("kmemleak"))?;
     }
-    let guest_status = std::fs::read_to_string(&status_file).with_context(|| {
-        format!(
-            "the guest did not finish its script ({status}): did the kernel crash? `cargo xtask vm --verbose ...` shows the console; files in {}",
-            work.display()
-        )
-    })?;
     if guest_status.trim() == "insmod" {
         bail!(
             "inserting the modules failed; kernel log: {}",
@@ -262,10 +279,169 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         );
     }
     eprintln!(
-        "    VM run finished in {:.1} s, command exit status {rc}",
-        start.elapsed().as_secs_f64()
+        "    VM run finished in {:.1} s, command exit status {rc}; kernel log whole from the boot: {} records, {} KiB of text",
+        start.elapsed().as_secs_f64(),
+        log.records,
+        log.text_bytes.div_ceil(1024)
     );
     Ok(rc)
+}
+
+/// Runs in the guest, as `xtask guest-kmsg FILE` from the guest script:
+/// copies every record of the kernel log from `/dev/kmsg` into FILE as the
+/// kernel renders them ("prio,seq,usec,flags;message", then continuation
+/// lines that start with a space). A reader of `/dev/kmsg` starts at the
+/// oldest record still in the ring buffer and, unlike `dmesg`, sees the
+/// sequence numbers, so the host can tell a whole log from a wrapped one
+/// ([`parse_kmsg`]).
+pub fn guest_kmsg(file: &Path) -> Result<()> {
+    // O_NONBLOCK on x86-64 (and arm64) Linux; xtask does not link libc.
+    const O_NONBLOCK: i32 = 0o4000;
+    let mut kmsg = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open("/dev/kmsg")
+        .context("cannot open /dev/kmsg")?;
+    let mut text = Vec::new();
+    // One read returns one record; a buffer shorter than the record is
+    // EINVAL, and the kernel renders at most 8 KiB (CONSOLE_EXT_LOG_MAX).
+    let mut record = vec![0u8; 16 * 1024];
+    loop {
+        match kmsg.read(&mut record) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&record[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            // Records were overwritten since the last read: the next read
+            // returns the oldest one left, and the host sees the gap.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(e).context("reading /dev/kmsg"),
+        }
+    }
+    std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))
+}
+
+/// The copy of this program the guest runs, removed after the run.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The guest's kernel log, whole.
+struct KernelLog {
+    /// As `dmesg` shows it.
+    text: String,
+    records: usize,
+    /// The bytes of the messages, which the kernel's ring buffer holds
+    /// (`1 << CONFIG_LOG_BUF_SHIFT` of them, in 1/32 as many records).
+    text_bytes: usize,
+}
+
+/// The kernel log the guest copied (see [`guest_kmsg`]); fails unless the
+/// copy succeeded and is whole.
+fn kernel_log(work: &Path) -> Result<KernelLog> {
+    let status_file = work.join("kmsg-status");
+    let kmsg_file = work.join("kmsg");
+    let status = std::fs::read_to_string(&status_file).with_context(|| {
+        format!(
+            "the guest script did not read the kernel log ({} is missing); without it a splat would go unseen",
+            status_file.display()
+        )
+    })?;
+    if status.trim() != "0" {
+        bail!(
+            "reading the guest's kernel log from /dev/kmsg failed (exit status {}; its error is above): without the log a splat would go unseen",
+            status.trim()
+        );
+    }
+    let raw = std::fs::read(&kmsg_file)
+        .with_context(|| format!("cannot read the guest's kernel log {}", kmsg_file.display()))?;
+    parse_kmsg(&String::from_utf8_lossy(&raw))
+        .with_context(|| format!("the guest's kernel log {}", kmsg_file.display()))
+}
+
+/// Renders `/dev/kmsg` records as `dmesg` does ("[    1.234567] message").
+/// Fails on an empty log, and on a log that lost records: the first must be
+/// record 0 (the boot's first message) and the numbers must follow one
+/// another, or the ring buffer wrapped and a splat may have been
+/// overwritten before anyone saw it.
+fn parse_kmsg(raw: &str) -> Result<KernelLog> {
+    let mut out = String::new();
+    let mut next_seq = 0u64;
+    let mut records = 0usize;
+    let mut text_bytes = 0usize;
+    for line in raw.lines() {
+        if line.starts_with(' ') || line.is_empty() {
+            continue; // a continuation line: "SUBSYSTEM=...", "DEVICE=..."
+        }
+        let (meta, message) = line
+            .split_once(';')
+            .with_context(|| format!("not a /dev/kmsg record: {line:?}"))?;
+        let mut fields = meta.split(',');
+        let (Some(seq), Some(usec)) = (
+            fields.nth(1).and_then(|f| f.parse::<u64>().ok()),
+            fields.next().and_then(|f| f.parse::<u64>().ok()),
+        ) else {
+            bail!("not a /dev/kmsg record: {line:?}");
+        };
+        if seq != next_seq {
+            if records == 0 {
+                bail!(
+                    "the kernel log wrapped: its oldest record is number {seq}, so the {seq} records before it, from the boot on, were overwritten; the log buffer is too small for this run: raise CONFIG_LOG_BUF_SHIFT in kernel/config.fragment"
+                );
+            }
+            bail!(
+                "the kernel log lost records {next_seq} to {} (overwritten while the guest read them); the log buffer is too small for this run: raise CONFIG_LOG_BUF_SHIFT in kernel/config.fragment",
+                seq.saturating_sub(1)
+            );
+        }
+        next_seq = seq + 1;
+        records += 1;
+        let message = unescape_kmsg(message);
+        text_bytes += message.len();
+        let stamp = format!("[{:5}.{:06}] ", usec / 1_000_000, usec % 1_000_000);
+        for text in message.lines() {
+            out += &stamp;
+            out += text;
+            out.push('\n');
+        }
+    }
+    if records == 0 {
+        bail!("it is empty: the boot's messages at least should be there");
+    }
+    Ok(KernelLog {
+        text: out,
+        records,
+        text_bytes,
+    })
+}
+
+/// Undoes /dev/kmsg's escaping of `\` and unprintable bytes as `\xNN`
+/// (a message with several lines has its newlines escaped so).
+fn unescape_kmsg(message: &str) -> String {
+    let bytes = message.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x');
+        match escaped
+            .then(|| message.get(i + 2..i + 4))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Fails on a kmemleak report that involves our modules or netlink; counts
@@ -314,4 +490,44 @@ fn forward(pipe: Option<Box<dyn Read + Send>>, to_stderr: bool) -> std::thread::
             };
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_kmsg;
+
+    #[test]
+    fn a_whole_log_renders_as_dmesg() {
+        let raw = "6,0,0,-;Linux version 6.12\n SUBSYSTEM=x\n\
+                   4,1,1500000,-;WARNING: CPU: 0 PID: 1\n\
+                   6,2,2000001,c;two\\x0alines \\x5c kept\n";
+        assert_eq!(
+            parse_kmsg(raw).unwrap().text,
+            "[    0.000000] Linux version 6.12\n\
+             [    1.500000] WARNING: CPU: 0 PID: 1\n\
+             [    2.000001] two\n\
+             [    2.000001] lines \\ kept\n"
+        );
+    }
+
+    #[test]
+    fn a_wrapped_or_broken_log_is_an_error() {
+        let wrapped = parse_kmsg("6,7,0,-;late\n6,8,1,-;later\n").err().unwrap();
+        assert!(
+            wrapped.to_string().starts_with(
+                "the kernel log wrapped: its oldest record is number 7, so the 7 records"
+            ),
+            "{wrapped}"
+        );
+        let gap = parse_kmsg("6,0,0,-;a\n6,1,0,-;b\n6,5,0,-;c\n")
+            .err()
+            .unwrap();
+        assert!(
+            gap.to_string()
+                .starts_with("the kernel log lost records 2 to 4"),
+            "{gap}"
+        );
+        assert!(parse_kmsg("").is_err());
+        assert!(parse_kmsg("no record\n").is_err());
+    }
 }
