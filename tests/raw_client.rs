@@ -300,7 +300,7 @@ fn malformed_datagrams_are_dropped_then_echo_works(u: Unit) {
     let mut sock = connect(u);
     let good = {
         let mut d = Vec::new();
-        user_raw::encode(&mut d, proto::ECHO_MSG_TYPE, 0, 900, b"good").unwrap();
+        user_raw::encode(&mut d, proto::ECHO_MSG_TYPE, NLM_F_REQUEST, 900, b"good").unwrap();
         d
     };
     let mut garbage_tail = good.clone();
