@@ -10,7 +10,9 @@ use std::process::Command;
 /// Builds the kernel (if needed) and every kernel module against it.
 pub fn build_modules(flavour: Flavour) -> Result<Kernel> {
     let kernel = kernel::ensure(flavour)?;
-    for (_, dir, _) in all_kmods() {
+    let mut dirs: Vec<&str> = all_kmods().map(|m| m.1).collect();
+    dirs.dedup(); // the C twins share c/modules
+    for dir in dirs {
         build_kmod(&kernel, dir)?;
     }
     Ok(kernel)

@@ -19,23 +19,24 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The project's kernel modules: short name, crate directory, module name.
-/// `BENCH_KMODS` has the reference modules that only the benches use.
 pub const KMODS: &[(&str, &str, &str)] = &[
     ("raw", "kmod-raw", "kmod_raw"),
     ("kthread", "kmod-kthread", "kmod_kthread"),
     ("genl", "kmod-genl", "kmod_genl"),
 ];
 
-/// kmod-raw and kmod-genl written in C (unit 30, family `c_genl`): the
-/// benches' references.
-pub const BENCH_KMODS: &[(&str, &str, &str)] = &[
-    ("c-raw", "benches/c-reference", "kmod_c_raw"),
-    ("c-genl", "benches/c-reference", "kmod_c_genl"),
+/// Their C twins (`c/modules/`), on their own unit (30) and family
+/// (`c_genl`), so that they run beside the Rust modules in one boot: the
+/// VM tests run against both, and the benches measure the Rust modules
+/// against them.
+pub const C_KMODS: &[(&str, &str, &str)] = &[
+    ("c-raw", "c/modules", "kmod_c_raw"),
+    ("c-genl", "c/modules", "kmod_c_genl"),
 ];
 
-/// Every module xtask builds: the project's and the benches' references.
+/// Every module xtask builds: the Rust modules and their C twins.
 pub fn all_kmods() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
-    KMODS.iter().chain(BENCH_KMODS)
+    KMODS.iter().chain(C_KMODS)
 }
 
 /// What a VM run needs.
