@@ -25,12 +25,13 @@ pub const KMODS: &[(&str, &str, &str)] = &[
     ("genl", "kmod-genl", "kmod_genl"),
 ];
 
-/// Their C twins (`c/modules/`), on their own unit (30) and family
+/// Their C twins (`c/modules/`), on their own units (30, 29) and family
 /// (`c_genl`), so that they run beside the Rust modules in one boot: the
 /// VM tests run against both, and the benches measure the Rust modules
 /// against them.
 pub const C_KMODS: &[(&str, &str, &str)] = &[
     ("c-raw", "c/modules", "kmod_c_raw"),
+    ("c-kthread", "c/modules", "kmod_c_kthread"),
     ("c-genl", "c/modules", "kmod_c_genl"),
 ];
 
