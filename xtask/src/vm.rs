@@ -35,6 +35,12 @@ pub const C_KMODS: &[(&str, &str, &str)] = &[
     ("c-genl", "c/modules", "kmod_c_genl"),
 ];
 
+/// Where `cargo xtask build` puts the C clients (`c/clients/`); the guest
+/// finds them in `ROSETTA_C_CLIENTS`.
+pub fn c_clients_dir() -> PathBuf {
+    root().join("target/c-clients")
+}
+
 /// Every module xtask builds: the Rust modules and their C twins.
 pub fn all_kmods() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
     KMODS.iter().chain(C_KMODS)
@@ -92,6 +98,10 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     let mut s = String::from("#!/bin/sh\n# Written by `cargo xtask vm`; runs inside the guest.\n");
     s += &format!("out={}\n", sh_quote(&work.to_string_lossy()));
     s += "export ROSETTA_VM=1\n";
+    s += &format!(
+        "export ROSETTA_C_CLIENTS={}\n",
+        sh_quote(&c_clients_dir().to_string_lossy())
+    );
     let mut kos = Vec::new();
     for short in &vm.modules {
         let ko = ko_path(short)?;
