@@ -104,6 +104,7 @@ macro_rules! queue_tests {
             full_queue_answers_enobufs_then_recovers,
             a_queue_of_zero_refuses_every_request,
             rmmod_with_requests_still_queued_is_clean,
+            rmmod_drops_and_counts_the_queued_requests,
         );
     };
 }
@@ -497,14 +498,17 @@ fn taken_units_are_refused(u: Unit) {
 
 /// The last kernel log line (`dmesg`) that contains `text`.
 fn last_log_line(text: &str) -> String {
+    find_log_line(text).unwrap_or_else(|| panic!("no kernel log line with {text:?}"))
+}
+
+/// The last kernel log line (`dmesg`) that contains `text`, if any.
+fn find_log_line(text: &str) -> Option<String> {
     let out = std::process::Command::new("dmesg")
         .output()
         .expect("dmesg runs");
     assert!(out.status.success(), "dmesg failed");
     let log = String::from_utf8_lossy(&out.stdout);
-    let line = log.lines().rfind(|l| l.contains(text));
-    line.unwrap_or_else(|| panic!("no kernel log line with {text:?}"))
-        .to_string()
+    log.lines().rfind(|l| l.contains(text)).map(str::to_string)
 }
 
 /// Receives datagrams until `n` messages have arrived; returns them and
@@ -680,6 +684,46 @@ fn rmmod_with_requests_still_queued_is_clean(u: Unit) {
     assert_eq!(connect(u).echo(b"fresh").unwrap(), b"fresh");
 }
 
+fn rmmod_drops_and_counts_the_queued_requests(u: Unit) {
+    // The thread cannot run while we hold it off. We unload the module
+    // ourselves (delete_module, as rmmod does), still holding it off: the
+    // thread runs only once the module's exit waits for it to stop, and
+    // then stops without answering. (An rmmod process would sleep on the
+    // way, reading its binary, and let the thread drain the queue.)
+    let mut sock = connect(u);
+    let requests: Vec<(u16, u16, &[u8])> = (0..100)
+        .map(|_| (proto::ECHO_MSG_TYPE, NLM_F_REQUEST, &b"never answered"[..]))
+        .collect();
+    let unloaded = {
+        let _hold = HoldOff::thread_of(u.kmod);
+        sock.send_batch(&requests).unwrap();
+        drop(sock); // which allows the unload
+        delete_module(u.kmod)
+    };
+    let dropped = find_log_line(&format!("{}: stopping:", u.kmod.name()));
+    u.kmod.insmod().unwrap();
+    unloaded.unwrap_or_else(|e| panic!("delete_module({}): {e}", u.kmod.name()));
+    let dropped = dropped.expect("a kernel log line for the dropped requests");
+    assert!(
+        dropped.ends_with("stopping: 100 queued requests dropped"),
+        "{dropped}"
+    );
+    assert_eq!(connect(u).echo(b"reloaded").unwrap(), b"reloaded");
+}
+
+/// Unloads `kmod` from this thread: `delete_module(2)`, as rmmod calls it.
+fn delete_module(kmod: Kmod) -> std::io::Result<()> {
+    let name = std::ffi::CString::new(kmod.name()).expect("no NUL in a module name");
+    // SAFETY: `name` is a NUL-terminated string that outlives the call,
+    // which only reads it.
+    let ret = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 fn coalesced_loss_of_one_client_is_not_blamed_on_the_next(u: Unit) {
     // With coalesce=1, the thread fills a datagram for client A, and sends
     // it when client B's answer comes next. If A's receive buffer is full,
@@ -759,7 +803,10 @@ impl Drop for HoldOff {
         // SAFETY: plain syscall; `param` is a valid sched_param.
         unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
         set_affinity(0, None);
-        set_affinity(self.kthread, None);
+        // The thread is gone if the module was unloaded meanwhile.
+        if std::path::Path::new(&format!("/proc/{}", self.kthread)).exists() {
+            set_affinity(self.kthread, None);
+        }
     }
 }
 
