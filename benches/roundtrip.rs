@@ -41,10 +41,10 @@ use user_raw::{messages, Socket, NLM_F_REQUEST, RECV_BUF_LEN};
 
 const SIZES: [usize; 3] = [16, 1024, 16384];
 
-/// The unit of the C reference module, `benches/c-reference/kmod_c_raw.c`.
+/// The unit of kmod-raw's C twin, `c/modules/kmod_c_raw.c`.
 const C_REFERENCE_UNIT: i32 = 30;
 
-/// The family of the C reference module, `benches/c-reference/kmod_c_genl.c`.
+/// The family of kmod-genl's C twin, `c/modules/kmod_c_genl.c`.
 const C_REFERENCE_FAMILY: &str = "c_genl";
 
 /// A payload of `n` bytes: letters only, so that it is also a valid MSG
@@ -374,7 +374,7 @@ fn anchor_cases(cases: &mut Vec<Case>) {
             }),
         });
     }
-    // kmod-raw's behaviour written in C (benches/c-reference), on unit 30:
+    // kmod-raw's C twin (c/modules/kmod_c_raw.c), on unit 30:
     // what the Rust abstraction costs, compared with plain C.
     single_cases(
         "anchor",
@@ -387,7 +387,7 @@ fn anchor_cases(cases: &mut Vec<Case>) {
         },
         cases,
     );
-    // kmod-genl's behaviour written in C (benches/c-reference), family
+    // kmod-genl's C twin (c/modules/kmod_c_genl.c), family
     // c_genl: what the Rust generic netlink abstraction costs.
     single_cases(
         "anchor",

@@ -17,20 +17,26 @@ use std::process::Command;
 pub const NEEDS_VM: &str = "needs the VM with the kernel modules: run `cargo xtask test`";
 
 /// A kernel module of the project: its short name (`raw`, `kthread`,
-/// `genl`), as the `--modules` switch of `cargo xtask vm` takes it.
+/// `genl`, or `c-raw` for a C twin), as the `--modules` switch of
+/// `cargo xtask vm` takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kmod(pub &'static str);
 
 impl Kmod {
-    /// The name the kernel knows the module by (`kmod_raw`).
+    /// The name the kernel knows the module by (`kmod_raw`, `kmod_c_raw`).
     pub fn name(self) -> String {
-        format!("kmod_{}", self.0)
+        format!("kmod_{}", self.0.replace('-', "_"))
+    }
+
+    /// Whether it is a C twin (`c/modules/`).
+    pub fn is_c(self) -> bool {
+        self.0.starts_with("c-")
     }
 
     /// The `.ko` file, as `cargo xtask vm` exports it to the guest in
-    /// `ROSETTA_KMOD_<NAME>`.
+    /// `ROSETTA_KMOD_<NAME>` (`ROSETTA_KMOD_C_RAW`).
     pub fn ko(self) -> PathBuf {
-        let var = format!("ROSETTA_KMOD_{}", self.0.to_uppercase());
+        let var = format!("ROSETTA_KMOD_{}", self.0.to_uppercase().replace('-', "_"));
         match std::env::var_os(&var) {
             Some(path) => PathBuf::from(path),
             None => panic!("{var} is not set: run the VM tests with `cargo xtask test`"),
@@ -89,6 +95,35 @@ pub const KTHREAD: Kmod = Kmod("kthread");
 
 /// `kmod-genl`: generic netlink family `my_genl`.
 pub const GENL: Kmod = Kmod("genl");
+
+/// `c/modules/kmod_c_raw.c`, kmod-raw's C twin: raw unit [`C_RAW_UNIT`].
+pub const C_RAW: Kmod = Kmod("c-raw");
+
+/// `c/modules/kmod_c_kthread.c`, kmod-kthread's C twin: raw unit
+/// [`C_KTHREAD_UNIT`].
+pub const C_KTHREAD: Kmod = Kmod("c-kthread");
+
+/// `c/modules/kmod_c_genl.c`, kmod-genl's C twin: family [`C_GENL_FAMILY`].
+pub const C_GENL: Kmod = Kmod("c-genl");
+
+/// The raw unit of kmod_c_raw (a module parameter, `unit`).
+pub const C_RAW_UNIT: i32 = 30;
+
+/// The raw unit of kmod_c_kthread (a module parameter, `unit`).
+pub const C_KTHREAD_UNIT: i32 = 29;
+
+/// The generic netlink family of kmod_c_genl.
+pub const C_GENL_FAMILY: &str = "c_genl";
+
+/// The C clients (`c/clients/`), as `cargo xtask build` builds them and
+/// `cargo xtask vm` exports their directory to the guest in
+/// `ROSETTA_C_CLIENTS`: `c_client("raw_client")`.
+pub fn c_client(name: &str) -> PathBuf {
+    match std::env::var_os("ROSETTA_C_CLIENTS") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => panic!("ROSETTA_C_CLIENTS is not set: run the VM tests with `cargo xtask test`"),
+    }
+}
 
 /// Unloads `module`, runs `f`, and loads the module again, even if `f`
 /// panics.

@@ -1,16 +1,18 @@
 //! user-raw speaking generic netlink by hand to kmod-genl (family
-//! `my_genl`), inside the VM: `cargo xtask test`.
+//! `my_genl`) and to its C twin kmod_c_genl (family `c_genl`), inside the
+//! VM: `cargo xtask test`. Both answer alike, so every test runs against
+//! each (`my_genl::name`, `c_genl::name`).
 //!
 //! On the host these tests are ignored (the host kernel cannot load the
 //! modules); `cargo xtask test` boots the project's kernel with the modules
 //! loaded and runs them with `--ignored --test-threads=1` (one of them
-//! unloads and reloads kmod-genl, which must not overlap with the others).
+//! unloads and reloads the module, which must not overlap with the others).
 //!
 //! The error tests pin what the generic netlink core answers for each
-//! malformed request: its policy checks run before kmod-genl's handler and
+//! malformed request: its policy checks run before the module's handler and
 //! explain themselves in the extended ack.
 
-use netlink_rosetta::{with_module_unloaded, GENL};
+use netlink_rosetta::{with_module_unloaded, Kmod, GENL};
 use user_raw::genl::GENL_ID_CTRL;
 use user_raw::{
     messages, put_attr, put_nul_string, Error, Family, GenlMsg, GenlMsgHdr, Socket, NLMSG_ERROR,
@@ -22,12 +24,67 @@ fn text(n: usize) -> Vec<u8> {
     (b'a'..=b'z').cycle().take(n).collect()
 }
 
-/// A generic netlink socket and `my_genl`, resolved on it.
-fn connect() -> (Socket, Family) {
+/// A generic netlink family and the module that registers it.
+#[derive(Clone, Copy)]
+struct Genl {
+    kmod: Kmod,
+    name: &'static str,
+}
+
+const MY_GENL: Genl = Genl {
+    kmod: GENL,
+    name: proto::GENL_FAMILY_NAME,
+};
+const C_GENL: Genl = Genl {
+    kmod: netlink_rosetta::C_GENL,
+    name: netlink_rosetta::C_GENL_FAMILY,
+};
+
+/// Declares each test once per family: `my_genl::name` and `c_genl::name`.
+macro_rules! for_both_families {
+    ($($test:ident),* $(,)?) => {
+        mod my_genl {
+            $(
+                #[test]
+                #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+                fn $test() {
+                    super::$test(super::MY_GENL)
+                }
+            )*
+        }
+        mod c_genl {
+            $(
+                #[test]
+                #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+                fn $test() {
+                    super::$test(super::C_GENL)
+                }
+            )*
+        }
+    };
+}
+
+for_both_families!(
+    echo_sizes_byte_for_byte,
+    reply_carries_seq_cmd_portid_and_msg,
+    missing_msg_is_einval_naming_the_attribute,
+    over_long_msg_fails_the_policy,
+    msg_without_its_nul_fails_the_policy,
+    unknown_attribute_is_rejected_by_strict_validation,
+    truncated_attribute_is_rejected_by_the_core,
+    unknown_command_is_eopnotsupp,
+    family_is_visible_to_the_controller,
+    ack_follows_the_reply,
+    replies_match_their_requests_in_a_batch,
+    insmod_rmmod_twice,
+);
+
+/// A generic netlink socket and the family, resolved on it.
+fn connect(g: Genl) -> (Socket, Family) {
     let mut sock = Socket::connect_genl().expect("NETLINK_GENERIC socket");
     let family = sock
-        .resolve_family(proto::GENL_FAMILY_NAME)
-        .expect("my_genl resolves: kmod-genl is loaded");
+        .resolve_family(g.name)
+        .unwrap_or_else(|e| panic!("{} resolves: {e}", g.name));
     (sock, family)
 }
 
@@ -58,10 +115,8 @@ fn recv_all(sock: &mut Socket) -> Vec<(u16, u32, Vec<u8>)> {
         .expect("decodes")
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn echo_sizes_byte_for_byte() {
-    let (mut sock, family) = connect();
+fn echo_sizes_byte_for_byte(g: Genl) {
+    let (mut sock, family) = connect(g);
     for size in [0, 1, 1024, proto::MAX_MSG_LEN] {
         let msg = text(size);
         let reply = sock
@@ -75,10 +130,8 @@ fn echo_sizes_byte_for_byte() {
     }
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn reply_carries_seq_cmd_portid_and_msg() {
-    let (mut sock, family) = connect();
+fn reply_carries_seq_cmd_portid_and_msg(g: Genl) {
+    let (mut sock, family) = connect(g);
     let mut attrs = Vec::new();
     put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"abc").unwrap();
     let seq = sock.genl_send(family.id, 0, echo_hdr(), &attrs).unwrap();
@@ -103,10 +156,8 @@ fn reply_carries_seq_cmd_portid_and_msg() {
     );
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn missing_msg_is_einval_naming_the_attribute() {
-    let (mut sock, family) = connect();
+fn missing_msg_is_einval_naming_the_attribute(g: Genl) {
+    let (mut sock, family) = connect(g);
     let err = sock.genl_request(family.id, 0, echo_hdr(), &[]);
     let (errno, extack, missing) = kernel_error(err);
     assert_eq!(errno, libc::EINVAL);
@@ -124,10 +175,8 @@ fn missing_msg_is_einval_naming_the_attribute() {
     assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn over_long_msg_fails_the_policy() {
-    let (mut sock, family) = connect();
+fn over_long_msg_fails_the_policy(g: Genl) {
+    let (mut sock, family) = connect(g);
     match sock.genl_echo(family.id, &text(proto::MAX_MSG_LEN + 1)) {
         Err(Error::Kernel {
             errno,
@@ -146,10 +195,8 @@ fn over_long_msg_fails_the_policy() {
     assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn msg_without_its_nul_fails_the_policy() {
-    let (mut sock, family) = connect();
+fn msg_without_its_nul_fails_the_policy(g: Genl) {
+    let (mut sock, family) = connect(g);
     let mut attrs = Vec::new();
     put_attr(&mut attrs, proto::GENL_ATTR_MSG, b"no terminator").unwrap();
     let (errno, extack, missing) =
@@ -163,10 +210,8 @@ fn msg_without_its_nul_fails_the_policy() {
     assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn unknown_attribute_is_rejected_by_strict_validation() {
-    let (mut sock, family) = connect();
+fn unknown_attribute_is_rejected_by_strict_validation(g: Genl) {
+    let (mut sock, family) = connect(g);
     let mut attrs = Vec::new();
     put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"hello").unwrap();
     put_attr(&mut attrs, proto::GENL_ATTR_MAX + 1, &1u32.to_ne_bytes()).unwrap();
@@ -178,10 +223,8 @@ fn unknown_attribute_is_rejected_by_strict_validation() {
     assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn truncated_attribute_is_rejected_by_the_core() {
-    let (mut sock, family) = connect();
+fn truncated_attribute_is_rejected_by_the_core(g: Genl) {
+    let (mut sock, family) = connect(g);
     let mut attrs = Vec::new();
     put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"hello").unwrap();
     attrs.extend_from_slice(&[3, 0, 1, 0]); // nla_len 3: below the header
@@ -194,10 +237,8 @@ fn truncated_attribute_is_rejected_by_the_core() {
     assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn unknown_command_is_eopnotsupp() {
-    let (mut sock, family) = connect();
+fn unknown_command_is_eopnotsupp(g: Genl) {
+    let (mut sock, family) = connect(g);
     let mut attrs = Vec::new();
     put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, b"hello").unwrap();
     let unknown = GenlMsgHdr::new(99, proto::GENL_FAMILY_VERSION);
@@ -207,11 +248,9 @@ fn unknown_command_is_eopnotsupp() {
     assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn family_is_visible_to_the_controller() {
-    let (_, family) = connect();
-    assert_eq!(family.name, proto::GENL_FAMILY_NAME);
+fn family_is_visible_to_the_controller(g: Genl) {
+    let (_, family) = connect(g);
+    assert_eq!(family.name, g.name);
     assert_ne!(family.id, GENL_ID_CTRL);
     assert!(family.id > GENL_ID_CTRL, "dynamic ids come after nlctrl's");
     assert_eq!(family.version, u32::from(proto::GENL_FAMILY_VERSION));
@@ -226,10 +265,8 @@ fn family_is_visible_to_the_controller() {
     assert!(family.has_op(proto::GENL_CMD_ECHO));
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn ack_follows_the_reply() {
-    let (mut sock, family) = connect();
+fn ack_follows_the_reply(g: Genl) {
+    let (mut sock, family) = connect(g);
     assert_eq!(
         sock.genl_echo_with_ack(family.id, b"with ack").unwrap(),
         b"with ack"
@@ -251,10 +288,8 @@ fn ack_follows_the_reply() {
     assert_eq!(&got[1].2[..4], &0i32.to_ne_bytes(), "error 0: an ack");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn replies_match_their_requests_in_a_batch() {
-    let (mut sock, family) = connect();
+fn replies_match_their_requests_in_a_batch(g: Genl) {
+    let (mut sock, family) = connect(g);
     let mut datagram = Vec::new();
     let mut want = Vec::new();
     for i in 0..8u32 {
@@ -285,17 +320,20 @@ fn replies_match_their_requests_in_a_batch() {
     assert_eq!(got, want);
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn insmod_rmmod_twice() {
+fn insmod_rmmod_twice(g: Genl) {
     for round in 0..2 {
-        let (mut sock, family) = connect();
-        with_module_unloaded(GENL, || {
+        let (mut sock, family) = connect(g);
+        with_module_unloaded(g.kmod, || {
             // The family is gone: the controller no longer knows the name...
-            match sock.resolve_family(proto::GENL_FAMILY_NAME) {
+            // (The C twin's family is not in proto: "is its module loaded?")
+            match sock.resolve_family(g.name) {
                 Err(e @ Error::FamilyNotFound { .. }) => assert_eq!(
                     e.to_string(),
-                    "generic netlink family my_genl not found: is kmod-genl loaded?"
+                    format!(
+                        "generic netlink family {} not found: is {} loaded?",
+                        g.name,
+                        proto::module_for_family(g.name)
+                    )
                 ),
                 other => panic!("round {round}: expected FamilyNotFound, got {other:?}"),
             }
@@ -305,7 +343,7 @@ fn insmod_rmmod_twice() {
                 other => panic!("round {round}: expected ENOENT, got {other:?}"),
             }
         });
-        let (mut sock, family) = connect();
+        let (mut sock, family) = connect(g);
         let msg = format!("round {round}").into_bytes();
         assert_eq!(sock.genl_echo(family.id, &msg).unwrap(), msg);
     }

@@ -1,15 +1,22 @@
-//! user-raw against the raw units, kmod-raw (31) and kmod-kthread (25),
-//! inside the VM: `cargo xtask test`.
+//! user-raw against the raw units, kmod-raw (31) and kmod-kthread (25), and
+//! their C twins kmod_c_raw (30) and kmod_c_kthread (29), inside the VM:
+//! `cargo xtask test`.
 //!
 //! On the host these tests are ignored (the host kernel cannot load the
 //! modules); `cargo xtask test` boots the project's kernel with the modules
 //! loaded and runs them with `--ignored --test-threads=1` (some load and
-//! unload modules, which must not overlap with the others). Both modules
-//! answer alike, so every test runs against both; kmod-kthread's queue has
-//! tests of its own at the end.
+//! unload modules, which must not overlap with the others). The four
+//! modules answer alike, so every test runs against each (`raw::name`,
+//! `kthread::name`, `c_raw::name`, `c_kthread::name`); the queue's tests
+//! run against both kthread modules. Two things are the Rust modules' own,
+//! and their tests run against them only: `coalesce=1` (the C twins send
+//! each answer in a datagram of its own, and have no such parameter), and
+//! refusing a unit registered without a kernel socket (C cannot see that:
+//! see `taken_units_are_refused`).
 
 use netlink_rosetta::{
-    big_receive_buffers, with_module_params, with_module_unloaded, Kmod, KTHREAD, RAW,
+    big_receive_buffers, with_module_params, with_module_unloaded, Kmod, C_KTHREAD, C_RAW, KTHREAD,
+    RAW,
 };
 use std::time::Duration;
 use user_raw::{
@@ -32,53 +39,96 @@ const KTHREAD_UNIT: Unit = Unit {
     kmod: KTHREAD,
     unit: proto::KTHREAD_UNIT,
 };
+const C_RAW_UNIT: Unit = Unit {
+    kmod: C_RAW,
+    unit: netlink_rosetta::C_RAW_UNIT,
+};
+const C_KTHREAD_UNIT: Unit = Unit {
+    kmod: C_KTHREAD,
+    unit: netlink_rosetta::C_KTHREAD_UNIT,
+};
 
-/// Declares each test once per unit: `raw::name` and `kthread::name`.
-macro_rules! for_both_units {
-    ($($test:ident),* $(,)?) => {
-        mod raw {
-            $(
-                #[test]
-                #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-                fn $test() {
-                    super::$test(super::RAW_UNIT)
-                }
-            )*
-        }
-        mod kthread {
-            $(
-                #[test]
-                #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-                fn $test() {
-                    super::$test(super::KTHREAD_UNIT)
-                }
-            )*
-        }
+/// Declares each test for the unit `$u`: `fn name() { super::name($u) }`.
+macro_rules! tests_of {
+    ($u:ident: $($test:ident),* $(,)?) => {
+        $(
+            #[test]
+            #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+            fn $test() {
+                super::$test(super::$u)
+            }
+        )*
     };
 }
 
-for_both_units!(
-    echo_sizes_byte_for_byte,
-    reply_carries_seq_type_and_portid,
-    ack_follows_the_reply,
-    replies_match_their_requests_in_a_batch,
-    many_requests_in_flight_answered_in_order,
-    oversize_payload_gets_emsgsize_with_extack,
-    error_replies_parse,
-    article_client_type_0_without_flags_is_answered,
-    article_libnl_client_type_0_is_echoed_then_acked,
-    messages_that_are_not_requests_are_only_acked,
-    malformed_datagrams_are_dropped_then_echo_works,
-    concurrent_clients_get_only_their_own_replies,
-    error_message_of_an_unloaded_unit_names_the_module,
-    insmod_rmmod_twice,
-    rmmod_is_refused_while_a_client_socket_is_open,
-    coalesce_must_be_a_boolean,
-    coalesce_without_a_value_is_true,
-    taken_units_are_refused,
-    coalesced_answers_to_a_batch_share_datagrams,
-    coalesced_replies_split_where_a_datagram_is_full,
-);
+/// What every raw unit does, Rust or C.
+macro_rules! common_tests {
+    ($u:ident) => {
+        tests_of!($u:
+            echo_sizes_byte_for_byte,
+            reply_carries_seq_type_and_portid,
+            ack_follows_the_reply,
+            replies_match_their_requests_in_a_batch,
+            many_requests_in_flight_answered_in_order,
+            oversize_payload_gets_emsgsize_with_extack,
+            error_replies_parse,
+            article_client_type_0_without_flags_is_answered,
+            article_libnl_client_type_0_is_echoed_then_acked,
+            messages_that_are_not_requests_are_only_acked,
+            malformed_datagrams_are_dropped_then_echo_works,
+            concurrent_clients_get_only_their_own_replies,
+            error_message_of_an_unloaded_unit_names_the_module,
+            insmod_rmmod_twice,
+            rmmod_is_refused_while_a_client_socket_is_open,
+            taken_units_are_refused,
+        );
+    };
+}
+
+/// `coalesce=1`, which only the Rust modules have.
+macro_rules! coalesce_tests {
+    ($u:ident) => {
+        tests_of!($u:
+            coalesce_must_be_a_boolean,
+            coalesce_without_a_value_is_true,
+            coalesced_answers_to_a_batch_share_datagrams,
+            coalesced_replies_split_where_a_datagram_is_full,
+        );
+    };
+}
+
+/// The queue between the input callback and the thread.
+macro_rules! queue_tests {
+    ($u:ident) => {
+        tests_of!($u:
+            full_queue_answers_enobufs_then_recovers,
+            a_queue_of_zero_refuses_every_request,
+            rmmod_with_requests_still_queued_is_clean,
+            rmmod_drops_and_counts_the_queued_requests,
+        );
+    };
+}
+
+mod raw {
+    common_tests!(RAW_UNIT);
+    coalesce_tests!(RAW_UNIT);
+}
+
+mod kthread {
+    common_tests!(KTHREAD_UNIT);
+    coalesce_tests!(KTHREAD_UNIT);
+    queue_tests!(KTHREAD_UNIT);
+    tests_of!(KTHREAD_UNIT: coalesced_loss_of_one_client_is_not_blamed_on_the_next);
+}
+
+mod c_raw {
+    common_tests!(C_RAW_UNIT);
+}
+
+mod c_kthread {
+    common_tests!(C_KTHREAD_UNIT);
+    queue_tests!(C_KTHREAD_UNIT);
+}
 
 /// `n` bytes of a pattern that shows misplaced bytes.
 fn pattern(n: usize) -> Vec<u8> {
@@ -342,12 +392,15 @@ fn concurrent_clients_get_only_their_own_replies(u: Unit) {
 }
 
 fn error_message_of_an_unloaded_unit_names_the_module(u: Unit) {
+    // The project's units name their module ("is kmod-raw loaded?"); the
+    // C twins' units are not in proto ("is its module loaded?").
     with_module_unloaded(u.kmod, || match Socket::connect(u.unit) {
         Err(e @ Error::UnitUnavailable { .. }) => assert_eq!(
             e.to_string(),
             format!(
-                "netlink unit {} not available: is kmod-{} loaded?",
-                u.unit, u.kmod.0
+                "netlink unit {} not available: is {} loaded?",
+                u.unit,
+                proto::module_for_unit(u.unit)
             )
         ),
         Err(e) => panic!("expected UnitUnavailable, got {e}"),
@@ -409,14 +462,24 @@ fn coalesce_without_a_value_is_true(u: Unit) {
 fn taken_units_are_refused(u: Unit) {
     // NETLINK_USERSOCK (2) is registered at boot without a kernel socket,
     // and the other raw unit by the other module: both are refused, and the
-    // failed load leaves nothing behind.
-    let other = if u.kmod == RAW {
-        KTHREAD_UNIT
+    // failed load leaves nothing behind. The C twins are only tried on the
+    // other module's unit: netlink_kernel_create() accepts a unit that is
+    // registered without a kernel socket, and whether one is lives in
+    // `struct netlink_table`, private to net/netlink/ (the Rust abstraction
+    // reads it in a helper built into the kernel).
+    let other = match u.kmod {
+        RAW => KTHREAD_UNIT,
+        KTHREAD => RAW_UNIT,
+        C_RAW => C_KTHREAD_UNIT,
+        _ => C_RAW_UNIT,
+    };
+    let taken = if u.kmod.is_c() {
+        vec![other.unit]
     } else {
-        RAW_UNIT
+        vec![2, other.unit]
     };
     with_module_unloaded(u.kmod, || {
-        for unit in [2, other.unit] {
+        for unit in taken {
             let err = u.kmod.insmod_with(&[&format!("unit={unit}")]).unwrap_err();
             assert!(
                 err.contains("Device or resource busy"),
@@ -435,14 +498,17 @@ fn taken_units_are_refused(u: Unit) {
 
 /// The last kernel log line (`dmesg`) that contains `text`.
 fn last_log_line(text: &str) -> String {
+    find_log_line(text).unwrap_or_else(|| panic!("no kernel log line with {text:?}"))
+}
+
+/// The last kernel log line (`dmesg`) that contains `text`, if any.
+fn find_log_line(text: &str) -> Option<String> {
     let out = std::process::Command::new("dmesg")
         .output()
         .expect("dmesg runs");
     assert!(out.status.success(), "dmesg failed");
     let log = String::from_utf8_lossy(&out.stdout);
-    let line = log.lines().rfind(|l| l.contains(text));
-    line.unwrap_or_else(|| panic!("no kernel log line with {text:?}"))
-        .to_string()
+    log.lines().rfind(|l| l.contains(text)).map(str::to_string)
 }
 
 /// Receives datagrams until `n` messages have arrived; returns them and
@@ -541,13 +607,11 @@ fn coalesced_replies_split_where_a_datagram_is_full(u: Unit) {
     });
 }
 
-// kmod-kthread's queue.
+// The kthread modules' queue.
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn kthread_full_queue_answers_enobufs_then_recovers() {
+fn full_queue_answers_enobufs_then_recovers(u: Unit) {
     big_receive_buffers();
-    let mut sock = connect(KTHREAD_UNIT);
+    let mut sock = connect(u);
     // 2000 requests in one datagram: the input callback queues them all
     // before it returns, faster than the thread drains them, so the queue
     // (256) fills. Every request must end as a reply or an ENOBUFS error.
@@ -586,40 +650,93 @@ fn kthread_full_queue_answers_enobufs_then_recovers() {
     assert_eq!(sock.echo(b"after the burst").unwrap(), b"after the burst");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn kthread_rmmod_with_requests_still_queued_is_clean() {
+fn a_queue_of_zero_refuses_every_request(u: Unit) {
+    with_module_params(u.kmod, &["capacity=0"], || {
+        let started = last_log_line(&format!("{}: echo on netlink unit", u.kmod.name()));
+        assert!(started.contains(", queue of 0"), "{started}");
+        let mut sock = connect(u);
+        for _ in 0..2 {
+            match sock.echo(b"no room") {
+                Err(Error::Kernel { errno, extack, .. }) => {
+                    assert_eq!(errno, libc::ENOBUFS);
+                    assert_eq!(extack.as_deref(), Some("request queue full, try again"));
+                }
+                other => panic!("expected ENOBUFS, got {other:?}"),
+            }
+        }
+    });
+}
+
+fn rmmod_with_requests_still_queued_is_clean(u: Unit) {
     // Queue a burst, close the socket at once (which allows rmmod), and
     // unload while the thread may still be working: the VM runner fails
     // the run on any splat in the kernel log.
     for _ in 0..3 {
-        let mut sock = connect(KTHREAD_UNIT);
+        let mut sock = connect(u);
         let payload = pattern(1024);
         let requests: Vec<(u16, u16, &[u8])> = (0..150)
             .map(|_| (proto::ECHO_MSG_TYPE, 0, &payload[..]))
             .collect();
         sock.send_batch(&requests).unwrap();
         drop(sock);
-        with_module_unloaded(KTHREAD, || {});
+        with_module_unloaded(u.kmod, || {});
     }
-    assert_eq!(connect(KTHREAD_UNIT).echo(b"fresh").unwrap(), b"fresh");
+    assert_eq!(connect(u).echo(b"fresh").unwrap(), b"fresh");
 }
 
-#[test]
-#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
-fn kthread_coalesced_loss_of_one_client_is_not_blamed_on_the_next() {
+fn rmmod_drops_and_counts_the_queued_requests(u: Unit) {
+    // The thread cannot run while we hold it off. We unload the module
+    // ourselves (delete_module, as rmmod does), still holding it off: the
+    // thread runs only once the module's exit waits for it to stop, and
+    // then stops without answering. (An rmmod process would sleep on the
+    // way, reading its binary, and let the thread drain the queue.)
+    let mut sock = connect(u);
+    let requests: Vec<(u16, u16, &[u8])> = (0..100)
+        .map(|_| (proto::ECHO_MSG_TYPE, NLM_F_REQUEST, &b"never answered"[..]))
+        .collect();
+    let unloaded = {
+        let _hold = HoldOff::thread_of(u.kmod);
+        sock.send_batch(&requests).unwrap();
+        drop(sock); // which allows the unload
+        delete_module(u.kmod)
+    };
+    let dropped = find_log_line(&format!("{}: stopping:", u.kmod.name()));
+    u.kmod.insmod().unwrap();
+    unloaded.unwrap_or_else(|e| panic!("delete_module({}): {e}", u.kmod.name()));
+    let dropped = dropped.expect("a kernel log line for the dropped requests");
+    assert!(
+        dropped.ends_with("stopping: 100 queued requests dropped"),
+        "{dropped}"
+    );
+    assert_eq!(connect(u).echo(b"reloaded").unwrap(), b"reloaded");
+}
+
+/// Unloads `kmod` from this thread: `delete_module(2)`, as rmmod calls it.
+fn delete_module(kmod: Kmod) -> std::io::Result<()> {
+    let name = std::ffi::CString::new(kmod.name()).expect("no NUL in a module name");
+    // SAFETY: `name` is a NUL-terminated string that outlives the call,
+    // which only reads it.
+    let ret = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn coalesced_loss_of_one_client_is_not_blamed_on_the_next(u: Unit) {
     // With coalesce=1, the thread fills a datagram for client A, and sends
     // it when client B's answer comes next. If A's receive buffer is full,
     // that send fails: A learns of it (ENOBUFS), and B still gets its echo.
-    with_module_params(KTHREAD, &["coalesce=1"], || {
+    with_module_params(u.kmod, &["coalesce=1"], || {
         let default = std::fs::read_to_string("/proc/sys/net/core/rmem_default").unwrap();
         let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap();
         // A gets the smallest receive buffer: one page-sized datagram fills it.
         netlink_rosetta::set_receive_buffers(4096).unwrap();
-        let mut a = connect(KTHREAD_UNIT);
+        let mut a = connect(u);
         std::fs::write("/proc/sys/net/core/rmem_max", max).unwrap();
         std::fs::write("/proc/sys/net/core/rmem_default", default).unwrap();
-        let mut b = connect(KTHREAD_UNIT);
+        let mut b = connect(u);
         let payload = pattern(100);
         let requests: Vec<(u16, u16, &[u8])> = (0..100)
             .map(|_| (proto::ECHO_MSG_TYPE, 0, &payload[..]))
@@ -627,7 +744,7 @@ fn kthread_coalesced_loss_of_one_client_is_not_blamed_on_the_next() {
         let b_seq = {
             // Both requests wait in the queue together: the thread cannot
             // run until we sleep in `recv`.
-            let _hold = HoldOff::kthread();
+            let _hold = HoldOff::thread_of(u.kmod);
             a.send_batch(&requests).unwrap();
             b.send(proto::ECHO_MSG_TYPE, 0, b"for B").unwrap()
         };
@@ -647,23 +764,24 @@ fn kthread_coalesced_loss_of_one_client_is_not_blamed_on_the_next() {
     });
 }
 
-/// Keeps kmod-kthread's thread off the CPU while it lives: the thread and
-/// the caller are pinned to CPU 0, and the caller runs `SCHED_FIFO`, so the
-/// kernel thread (`SCHED_OTHER`) runs only when the caller sleeps.
+/// Keeps a kthread module's thread off the CPU while it lives: the thread
+/// and the caller are pinned to CPU 0, and the caller runs `SCHED_FIFO`, so
+/// the kernel thread (`SCHED_OTHER`) runs only when the caller sleeps.
 struct HoldOff {
     kthread: libc::pid_t,
 }
 
 impl HoldOff {
-    fn kthread() -> HoldOff {
+    /// The thread of `kmod`, which bears the module's name.
+    fn thread_of(kmod: Kmod) -> HoldOff {
+        let name = kmod.name();
         let kthread = std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
             .find(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|c| c.trim() == "kmod_kthread")
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
             })
-            .expect("the kmod_kthread thread runs");
+            .unwrap_or_else(|| panic!("the {name} thread runs"));
         set_affinity(kthread, Some(0));
         set_affinity(0, Some(0));
         let param = libc::sched_param { sched_priority: 10 };
@@ -685,7 +803,10 @@ impl Drop for HoldOff {
         // SAFETY: plain syscall; `param` is a valid sched_param.
         unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
         set_affinity(0, None);
-        set_affinity(self.kthread, None);
+        // The thread is gone if the module was unloaded meanwhile.
+        if std::path::Path::new(&format!("/proc/{}", self.kthread)).exists() {
+            set_affinity(self.kthread, None);
+        }
     }
 }
 

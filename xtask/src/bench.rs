@@ -377,7 +377,7 @@ const TARGETS: &[Target] = &[
         le: true,
     },
     Target {
-        what: "kmod-raw echo / the same module in C (benches/c-reference; the project's bar)",
+        what: "kmod-raw echo / the same module in C (c/modules; the project's bar)",
         a: "raw/raw/single/16",
         b: "anchor/c-module/single/16",
         target: 1.10,
@@ -398,7 +398,7 @@ const TARGETS: &[Target] = &[
         le: true,
     },
     Target {
-        what: "genl echo / the same family in C (benches/c-reference; the project's bar)",
+        what: "genl echo / the same family in C (c/modules; the project's bar)",
         a: "genl/raw/single/16",
         b: "anchor/c-genl/single/16",
         target: 1.10,

@@ -38,6 +38,10 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "strace",
     "python3-venv",
+    // The C clients (c/clients/).
+    "gcc",
+    "libnl-3-dev",
+    "libnl-genl-3-dev",
 ];
 
 /// The Debian rustc and its rustdoc (the std sources: [`rust_lib_src`]).

@@ -1,16 +1,19 @@
 //! `cargo xtask build`: the kernel modules, out of tree (`make -C <tree>
-//! M=<dir>`), with zero warnings, and the userspace clients.
+//! M=<dir>`), with zero warnings, and the userspace clients: the Rust
+//! workspace's and the C clients (`c/clients/`, gcc, warnings are errors).
 
 use crate::kernel::{self, Flavour, Kernel};
 use crate::util::{root, run, show, step};
-use crate::vm::all_kmods;
+use crate::vm::{all_kmods, c_clients_dir};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 /// Builds the kernel (if needed) and every kernel module against it.
 pub fn build_modules(flavour: Flavour) -> Result<Kernel> {
     let kernel = kernel::ensure(flavour)?;
-    for (_, dir, _) in all_kmods() {
+    let mut dirs: Vec<&str> = all_kmods().map(|m| m.1).collect();
+    dirs.dedup(); // the C twins share c/modules
+    for dir in dirs {
         build_kmod(&kernel, dir)?;
     }
     Ok(kernel)
@@ -26,7 +29,35 @@ pub fn build_all(flavour: Flavour) -> Result<Kernel> {
         "--workspace",
         "--bins",
     ]))?;
+    build_c_clients()?;
     Ok(kernel)
+}
+
+/// Builds the C clients into `target/c-clients/` with `c/clients/Makefile`:
+/// gcc, `-Wall -Wextra -Werror`, Debian's libnl-3 and libnl-genl-3.
+pub fn build_c_clients() -> Result<()> {
+    let out_dir = c_clients_dir();
+    std::fs::create_dir_all(&out_dir)?;
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(root().join("c/clients"))
+        .arg(format!("OUT={}", out_dir.display()));
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", show(&cmd)))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || text.contains("warning") {
+        eprintln!("{text}");
+        bail!("building the C clients failed or warned: `{}`", show(&cmd));
+    }
+    if text.contains("gcc ") {
+        step(format!("built the C clients into {}", out_dir.display()));
+    }
+    Ok(())
 }
 
 fn build_kmod(kernel: &Kernel, dir: &str) -> Result<()> {

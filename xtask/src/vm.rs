@@ -27,23 +27,31 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The project's kernel modules: short name, crate directory, module name.
-/// `BENCH_KMODS` has the reference modules that only the benches use.
 pub const KMODS: &[(&str, &str, &str)] = &[
     ("raw", "kmod-raw", "kmod_raw"),
     ("kthread", "kmod-kthread", "kmod_kthread"),
     ("genl", "kmod-genl", "kmod_genl"),
 ];
 
-/// kmod-raw and kmod-genl written in C (unit 30, family `c_genl`): the
-/// benches' references.
-pub const BENCH_KMODS: &[(&str, &str, &str)] = &[
-    ("c-raw", "benches/c-reference", "kmod_c_raw"),
-    ("c-genl", "benches/c-reference", "kmod_c_genl"),
+/// Their C twins (`c/modules/`), on their own units (30, 29) and family
+/// (`c_genl`), so that they run beside the Rust modules in one boot: the
+/// VM tests run against both, and the benches measure the Rust modules
+/// against them.
+pub const C_KMODS: &[(&str, &str, &str)] = &[
+    ("c-raw", "c/modules", "kmod_c_raw"),
+    ("c-kthread", "c/modules", "kmod_c_kthread"),
+    ("c-genl", "c/modules", "kmod_c_genl"),
 ];
 
-/// Every module xtask builds: the project's and the benches' references.
+/// Where `cargo xtask build` puts the C clients (`c/clients/`); the guest
+/// finds them in `ROSETTA_C_CLIENTS`.
+pub fn c_clients_dir() -> PathBuf {
+    root().join("target/c-clients")
+}
+
+/// Every module xtask builds: the Rust modules and their C twins.
 pub fn all_kmods() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
-    KMODS.iter().chain(BENCH_KMODS)
+    KMODS.iter().chain(C_KMODS)
 }
 
 /// What a VM run needs.
@@ -106,6 +114,10 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     // The kernel log, and the reader's exit status, which the host checks.
     s += "klog() { \"$out/xtask\" guest-kmsg \"$out/kmsg\"; echo $? > \"$out/kmsg-status\"; }\n";
     s += "export ROSETTA_VM=1\n";
+    s += &format!(
+        "export ROSETTA_C_CLIENTS={}\n",
+        sh_quote(&c_clients_dir().to_string_lossy())
+    );
     let mut kos = Vec::new();
     for short in &vm.modules {
         let ko = ko_path(short)?;

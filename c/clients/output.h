@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the three C clients print, as the Rust client CLIs print it
+ * (rosetta-cli, cli/src/lib.rs), so that their lines can be compared:
+ *
+ *   module raw: netlink unit 31, portid 1234
+ *   echo seq 1: sent 13 bytes, received 13 bytes: "hello netlink"
+ *   ack seq 1: ok
+ *
+ * Errors go to stderr as "<client>: error: <message>", with exit status 1
+ * (2 for usage errors), as theirs do.
+ */
+#ifndef ROSETTA_OUTPUT_H
+#define ROSETTA_OUTPUT_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The client's name, for its error lines. */
+static const char *client_name;
+
+/* proto::module_for_unit: the module that serves a raw unit. */
+static inline const char *module_for_unit(int unit)
+{
+	switch (unit) {
+	case 31:
+		return "kmod-raw";
+	case 25:
+		return "kmod-kthread";
+	default:
+		return "its module";
+	}
+}
+
+/* proto::module_for_family: the module that registers a family. */
+static inline const char *module_for_family(const char *family)
+{
+	return strcmp(family, "my_genl") ? "its module" : "kmod-genl";
+}
+
+/* Prints "<client>: error: <message>" and exits with status 1. */
+static inline void __attribute__((format(printf, 1, 2), noreturn)) fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: error: ", client_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* Prints a usage error and the usage line, and exits with status 2. */
+static inline void __attribute__((noreturn)) usage_error(const char *message, const char *usage)
+{
+	fprintf(stderr, "%s: error: %s\nusage: %s %s\n", client_name, message, client_name, usage);
+	exit(2);
+}
+
+/*
+ * Prints the reply as rosetta-cli's shorten() does: quoted, escaped as
+ * Rust's escape_debug() escapes ASCII, and cut after 40 characters with
+ * "...". Bytes of UTF-8 text beyond ASCII are printed as they are.
+ */
+static inline void print_quoted(const unsigned char *s, size_t len)
+{
+	size_t i, chars = 0;
+
+	putchar('"');
+	for (i = 0; i < len; i++) {
+		unsigned char c = s[i];
+
+		/* Continuation bytes belong to the character before. */
+		if ((c & 0xc0) != 0x80 && chars++ == 40)
+			break;
+		switch (c) {
+		case '"':
+		case '\'':
+		case '\\':
+			printf("\\%c", c);
+			break;
+		case '\n':
+			fputs("\\n", stdout);
+			break;
+		case '\r':
+			fputs("\\r", stdout);
+			break;
+		case '\t':
+			fputs("\\t", stdout);
+			break;
+		case '\0':
+			fputs("\\0", stdout);
+			break;
+		default:
+			if (c < 0x20 || c == 0x7f)
+				printf("\\u{%x}", c);
+			else
+				putchar(c);
+		}
+	}
+	putchar('"');
+	if (i < len)
+		fputs("...", stdout);
+	putchar('\n');
+}
+
+/* "echo seq 1: sent 13 bytes, received 13 bytes: "hello netlink"" */
+static inline void print_echo(unsigned int seq, size_t sent, const void *reply, size_t len)
+{
+	printf("echo seq %u: sent %zu bytes, received %zu bytes: ", seq, sent, len);
+	print_quoted(reply, len);
+}
+
+#endif /* ROSETTA_OUTPUT_H */
