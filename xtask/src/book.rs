@@ -81,9 +81,10 @@ pub fn run_book(check: bool) -> Result<i32> {
         return Ok(0);
     }
     check_without_vm()?;
-    let kernel = crate::kmod::build_all(crate::kernel::Flavour::Normal)?;
+    // The commands are planned first: a page error shows before any build.
     let dir = run_dir();
     let command = guest_command(&dir)?;
+    let kernel = crate::kmod::build_all(crate::kernel::Flavour::Normal)?;
     let rc = crate::vm::run(&crate::vm::VmRun {
         kernel: &kernel,
         modules: Vec::new(), // the script loads each command's own
@@ -610,6 +611,7 @@ fn parse_vm_command(command: &str) -> Result<Option<VmCommand>> {
     let Some(rest) = command.strip_prefix("cargo xtask vm ") else {
         return Ok(None);
     };
+    let rest = format!(" {rest}");
     let (opts, cmd) = rest
         .split_once(" -- ")
         .context("a `cargo xtask vm` command needs ` -- CMD`")?;
@@ -1289,6 +1291,8 @@ mod tests {
                 .unwrap();
         assert_eq!(vm.modules, ["raw", "genl"]);
         assert_eq!(vm.cmd, "target/debug/user-raw \"hi\"");
+        let bare = parse_vm_command("cargo xtask vm -- true").unwrap().unwrap();
+        assert!(bare.modules.is_empty() && bare.cmd == "true");
         assert!(parse_vm_command("cargo xtask test").unwrap().is_none());
         assert!(parse_vm_command("cargo xtask vm --debug -- x").is_err());
     }
