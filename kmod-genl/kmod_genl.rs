@@ -46,6 +46,7 @@ module! {
 
 static_assert!(proto::MAX_MSG_LEN <= u16::MAX as usize);
 
+// ANCHOR: receive
 /// The family: its name is `proto::GENL_FAMILY_NAME`.
 const FAMILY: Family = Family {
     name: c_str!("my_genl"),
@@ -77,7 +78,9 @@ impl Handler for Echo {
         echo(request)
     }
 }
+// ANCHOR_END: receive
 
+// ANCHOR: reply
 /// Replies to `request` with its own MSG.
 fn echo(request: &Info<'_>) -> Result {
     let msg = request
@@ -89,7 +92,9 @@ fn echo(request: &Info<'_>) -> Result {
     reply.put_string(proto::GENL_ATTR_MSG, msg)?;
     reply.reply(request)
 }
+// ANCHOR_END: reply
 
+// ANCHOR: create
 impl kernel::Module for KmodGenl {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let registration = Registration::new(&FAMILY, Echo, module)?;
@@ -99,10 +104,13 @@ impl kernel::Module for KmodGenl {
         })
     }
 }
+// ANCHOR_END: create
 
+// ANCHOR: teardown
 impl Drop for KmodGenl {
     fn drop(&mut self) {
         // The family is unregistered right after this, when the field drops.
         pr_info!("unregistering generic netlink family {}\n", FAMILY.name);
     }
 }
+// ANCHOR_END: teardown

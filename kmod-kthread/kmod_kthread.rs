@@ -74,6 +74,7 @@ module! {
 
 static_assert!(proto::KTHREAD_UNIT == 25);
 
+// ANCHOR: teardown
 struct KmodKthread {
     unit: i32,
     // Dropping the thread stops it first (`kthread_stop()` returns once it
@@ -82,7 +83,9 @@ struct KmodKthread {
     // the queue with whatever is still in it.
     _thread: Thread<Worker>,
 }
+// ANCHOR_END: teardown
 
+// ANCHOR: queue
 /// The queue between the input callback and the thread.
 #[pin_data]
 struct Queue {
@@ -98,6 +101,7 @@ struct State {
     stopping: bool,
 }
 
+// ANCHOR: receive
 impl Input for Queue {
     fn input(&self, skb: &RecvSkBuff) {
         for request in skb.messages() {
@@ -114,6 +118,7 @@ impl Input for Queue {
         }
     }
 }
+// ANCHOR_END: receive
 
 impl Queue {
     /// Copies `request` into the queue and wakes the thread.
@@ -164,7 +169,9 @@ impl Queue {
         }
     }
 }
+// ANCHOR_END: queue
 
+// ANCHOR: thread
 /// What the thread owns: the socket it replies through, and the queue.
 struct Worker {
     socket: Socket<Arc<Queue>>,
@@ -193,7 +200,9 @@ impl Run for Worker {
         self.queue.stop();
     }
 }
+// ANCHOR_END: thread
 
+// ANCHOR: reply
 /// Echoes `request` with its own type, sequence number and payload, then
 /// acks it if asked to. The skb of the request is gone: the thread builds
 /// the ack from the header it copied.
@@ -219,7 +228,9 @@ fn reason(err: Error) -> Option<&'static CStr> {
         None
     }
 }
+// ANCHOR_END: reply
 
+// ANCHOR: create
 impl kernel::Module for KmodKthread {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let unit = module_parameters::unit.value();
@@ -260,6 +271,7 @@ impl kernel::Module for KmodKthread {
         })
     }
 }
+// ANCHOR_END: create
 
 impl Drop for KmodKthread {
     fn drop(&mut self) {

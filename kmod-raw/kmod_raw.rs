@@ -70,6 +70,7 @@ struct KmodRaw {
     unit: i32,
 }
 
+// ANCHOR: receive
 /// The input handler.
 struct Echo {
     coalesce: bool,
@@ -97,7 +98,9 @@ impl Input for Echo {
         let _ = replies.flush();
     }
 }
+// ANCHOR_END: receive
 
+// ANCHOR: reply
 /// Echoes `request` with its own type, sequence number and payload, then
 /// acks it if asked to.
 fn answer(replies: &mut Replies<'_>, request: &Message<'_>) -> Result {
@@ -119,7 +122,9 @@ fn reason(err: Error) -> Option<&'static CStr> {
     static_assert!(proto::MAX_PAYLOAD == 16384);
     (err == EMSGSIZE).then_some(c_str!("payload longer than 16384 bytes"))
 }
+// ANCHOR_END: reply
 
+// ANCHOR: create
 impl kernel::Module for KmodRaw {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let unit = module_parameters::unit.value();
@@ -143,10 +148,13 @@ impl kernel::Module for KmodRaw {
         })
     }
 }
+// ANCHOR_END: create
 
+// ANCHOR: teardown
 impl Drop for KmodRaw {
     fn drop(&mut self) {
         // The socket is released right after this, when the field drops.
         pr_info!("releasing netlink unit {}\n", self.unit);
     }
 }
+// ANCHOR_END: teardown

@@ -10,6 +10,10 @@
 //! `resolve_genl_family`, and the raw units, which neli has no name for,
 //! are `NlFamily::UnrecognizedConst(31)` with a plain byte payload.
 //!
+//! Despite its name, this crate is not the counterpart of the original
+//! article's libnl-genl client: that is `echo_genl` in `user-libnl-style`.
+//! This one shows the same exchanges through a Rust netlink library.
+//!
 //! Build and run it inside the project VM, where the modules are loaded:
 //!
 //! ```text
@@ -409,6 +413,7 @@ struct SocketConn {
 }
 
 impl Conn {
+    // ANCHOR: connect
     fn connect(unit: i32, mode: Mode, timeout: Duration) -> Result<Conn, Error> {
         // Units 31 and 25 are not among neli's names: from(31) gives
         // NlFamily::UnrecognizedConst(31), passed to socket(2) as it is.
@@ -457,6 +462,7 @@ impl Conn {
             last_seq: 0,
         })
     }
+    // ANCHOR_END: connect
 
     fn mode(&self) -> Mode {
         match self.transport {
@@ -824,6 +830,7 @@ impl RawClient {
         self.conn.set_timeout(timeout)
     }
 
+    // ANCHOR: echo
     /// Echo `payload` through the module and return the reply's payload,
     /// without the padding neli added to the request (crate quirk 1).
     pub fn echo(&mut self, payload: &[u8]) -> Result<Vec<u8>, Error> {
@@ -848,6 +855,7 @@ impl RawClient {
         let bytes = |reply: &Buffer| Ok(reply.as_ref().to_vec());
         self.conn.request(ty, flags, Buffer::from(payload), bytes)
     }
+    // ANCHOR_END: echo
 }
 
 /// neli sends `nlmsg_len` = `NLMSG_ALIGN(16 + len)` (crate quirk 1), so a
@@ -874,6 +882,7 @@ pub struct GenlClient {
 }
 
 impl GenlClient {
+    // ANCHOR: resolve
     /// Open a `NETLINK_GENERIC` socket and resolve `family` to its id with
     /// the controller (`CTRL_CMD_GETFAMILY`), within `timeout` (zero: wait
     /// forever), which then applies to each reply.
@@ -913,6 +922,7 @@ impl GenlClient {
             family_id,
         })
     }
+    // ANCHOR_END: resolve
 
     /// The family name given to [`GenlClient::connect`].
     pub fn family(&self) -> &str {
@@ -999,6 +1009,7 @@ fn family_id_of(reply: &CtrlMsg) -> Result<u16, Error> {
         .map_err(neli_error)
 }
 
+// ANCHOR: request
 /// A `my_genl` request: `cmd`, version 1, and `MSG` if given, an
 /// `NLA_NUL_STRING`: the text and its terminating NUL.
 fn my_genl_request(cmd: MyGenlCmd, msg: Option<&str>) -> Result<MyGenlMsg, Error> {
@@ -1029,6 +1040,7 @@ fn my_genl_request(cmd: MyGenlCmd, msg: Option<&str>) -> Result<MyGenlMsg, Error
         .build()
         .map_err(neli_error)
 }
+// ANCHOR_END: request
 
 /// The `MSG` of an `ECHO` reply, up to its NUL.
 fn msg_of(reply: &MyGenlMsg) -> Result<Vec<u8>, Error> {

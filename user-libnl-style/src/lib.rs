@@ -20,6 +20,7 @@
 //! | `nla_put_string()`, `nla_put_u32()`, ... | [`NlMsg::nla_put_string`], [`NlMsg::nla_put_u32`], ... |
 //! | `nl_cb_alloc(NL_CB_DEFAULT)`, `nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, f, arg)`, `nl_cb_err()` | [`NlCb::new`], [`NlCb::set`], [`NlCb::err`] |
 //! | `nl_socket_modify_cb(sk, NL_CB_VALID, ...)` + `nl_recvmsgs_default(sk)` | `cb.set(NlCbType::Valid, ...)` + [`NlSock::recvmsgs`]`(&mut cb)` |
+//! | `nl_socket_modify_cb(sk, NL_CB_MSG_IN, ...)`, as the articles' clients do: called for every message received, acks and errors included, before the per-type callbacks | none: `NlCbType::Valid` gets the replies, `NlCbType::Ack` and [`NlCb::err`] the acks and errors |
 //! | `NL_OK`, `NL_SKIP`, `NL_STOP` | [`NlCbAction`] |
 //! | `nla_parse(tb, maxtype, head, len, policy)`, `struct nla_policy` | [`nla_parse`], [`NlaPolicy`] |
 //! | `genlmsg_hdr()`, `genlmsg_parse(nlh, 0, tb, maxtype, policy)` | [`NlMsgRef::genlmsg_hdr`], [`NlMsgRef::genlmsg_parse`] |
@@ -102,8 +103,10 @@
 //! echo seq 1: sent 5 bytes, received 5 bytes: "hello"
 //! ```
 //!
-//! [`echo_raw`] and [`echo_genl`] are the articles' two clients, written with
-//! this API. The wire format and message building are in `msg.rs`, the
+//! [`echo_raw`] and [`echo_genl`] are the article's two libnl clients (its
+//! libnl client of unit 31 and its libnl-genl client of `my_genl`), written
+//! with this API: the libnl-genl counterpart is `echo_genl` here, not the
+//! `user-genl` crate, which is a client on neli. The wire format and message building are in `msg.rs`, the
 //! attributes and `nla_parse` in `attr.rs`; this file has the errors, the
 //! callbacks, the socket and the clients. Every parser of received bytes is
 //! fuzzed on the host with proptest (`src/parser_fuzz.rs`, `cargo test -p
@@ -332,6 +335,7 @@ fn optional(result: io::Result<()>) -> io::Result<()> {
 }
 
 impl NlSock {
+    // ANCHOR: connect
     /// `nl_socket_alloc()` + `nl_connect(sk, protocol)`: open a socket on a
     /// netlink unit (e.g. [`proto::RAW_UNIT`]), let the kernel pick our port
     /// id, and configure it (extended and capped acks, timeout).
@@ -364,6 +368,7 @@ impl NlSock {
         sk.set_timeout(DEFAULT_TIMEOUT)?;
         Ok(sk)
     }
+    // ANCHOR_END: connect
 
     /// `genl_connect(sk)`: a socket on `NETLINK_GENERIC`.
     pub fn genl_connect() -> Result<NlSock, Error> {
@@ -502,6 +507,7 @@ impl NlSock {
         self.recvmsgs(&mut NlCb::new())
     }
 
+    // ANCHOR: resolve
     /// `genl_ctrl_resolve(sk, name)`: ask `nlctrl` (`CTRL_CMD_GETFAMILY` with
     /// `CTRL_ATTR_FAMILY_NAME`) for a family's id (`CTRL_ATTR_FAMILY_ID`).
     pub fn genl_ctrl_resolve(&mut self, name: &str) -> Result<u16, Error> {
@@ -537,6 +543,7 @@ impl NlSock {
         drop(cb); // ends the closure's borrow of `id`
         id.ok_or(Error::NoReply)
     }
+    // ANCHOR_END: resolve
 }
 
 /// One datagram of [`NlSock::recvmsgs`]'s loop: hand the messages of request
@@ -594,6 +601,7 @@ fn handle_datagram(
 // The articles' two clients
 // ---------------------------------------------------------------------------
 
+// ANCHOR: echo_raw
 /// The raw client: `nl_send_simple()` of the payload, then `nl_recvmsgs()`
 /// with a VALID callback that keeps the echo. Works on units 31 and 25.
 pub fn echo_raw(sk: &mut NlSock, payload: &[u8]) -> Result<Vec<u8>, Error> {
@@ -608,7 +616,9 @@ pub fn echo_raw(sk: &mut NlSock, payload: &[u8]) -> Result<Vec<u8>, Error> {
     drop(cb);
     reply.ok_or(Error::NoReply)
 }
+// ANCHOR_END: echo_raw
 
+// ANCHOR: echo_genl
 /// The `MSG` attribute's policy, the same as kmod-genl's.
 pub const ECHO_POLICY: &[(u16, NlaPolicy)] = &[(
     proto::GENL_ATTR_MSG,
@@ -643,6 +653,7 @@ pub fn echo_genl(sk: &mut NlSock, family: u16, text: &str) -> Result<String, Err
     drop(cb);
     reply.ok_or(Error::NoReply)
 }
+// ANCHOR_END: echo_genl
 
 #[cfg(test)]
 mod parser_fuzz;

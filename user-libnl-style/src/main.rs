@@ -4,7 +4,7 @@
 //! API of the `user_libnl_style` library (`NlSock::connect`, `send_simple`,
 //! `recvmsgs` with a VALID callback; for genl `genl_connect`,
 //! `genl_ctrl_resolve`, `genlmsg_put` + `nla_put_string`) and prints the
-//! echo. Same switches and output as `user-raw`, plus `--module genl`.
+//! echo. Same switches and output as `user-raw` (`--module genl` included).
 //! Run it inside the project VM, where the module is loaded:
 //!
 //! ```text
@@ -73,6 +73,7 @@ struct Client {
     target: Target,
 }
 
+// ANCHOR: connect
 /// Connect to the unit of a raw module, or for genl `genl_connect()` and
 /// `genl_ctrl_resolve()` the family.
 fn connect(cli: &Cli) -> anyhow::Result<Client> {
@@ -95,6 +96,7 @@ fn connect(cli: &Cli) -> anyhow::Result<Client> {
     }
     Ok(Client { sk, target })
 }
+// ANCHOR_END: connect
 
 impl Echo for Client {
     fn target(&self) -> Target {

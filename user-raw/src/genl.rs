@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! offset  bytes        field
-//!      0  28 00 00 00  nlmsghdr.nlmsg_len   = 16 + 4 + 8 (attribute padding included)
+//!      0  1c 00 00 00  nlmsghdr.nlmsg_len   = 28 = 16 + 4 + 8 (attribute padding included)
 //!      4  id id        nlmsghdr.nlmsg_type  = the family id, e.g. 0x0016
 //!      6  01 00        nlmsghdr.nlmsg_flags = NLM_F_REQUEST
 //!      8  seq          nlmsghdr.nlmsg_seq
@@ -346,6 +346,7 @@ impl Socket {
         self.genl_recv(family, seq, flags & NLM_F_ACK != 0)
     }
 
+    // ANCHOR: resolve
     /// Ask the controller for the family called `name`:
     /// `CTRL_CMD_GETFAMILY` to `GENL_ID_CTRL` with `CTRL_ATTR_FAMILY_NAME`.
     /// The controller's ENOENT becomes [`Error::FamilyNotFound`].
@@ -383,6 +384,7 @@ impl Socket {
         }
         Ok(family)
     }
+    // ANCHOR_END: resolve
 
     /// Echo `msg` through `kmod-genl` (family id `family`): ECHO with MSG,
     /// a NUL-terminated string, so `msg` must not contain a NUL. Returns the
@@ -397,6 +399,7 @@ impl Socket {
         self.genl_echo_inner(family, msg, true)
     }
 
+    // ANCHOR: echo
     fn genl_echo_inner(&mut self, family: u16, msg: &[u8], ack: bool) -> Result<Vec<u8>, Error> {
         let mut attrs = Vec::with_capacity(nla_align(NLA_HDRLEN + msg.len() + 1));
         put_nul_string(&mut attrs, proto::GENL_ATTR_MSG, msg)?;
@@ -406,6 +409,7 @@ impl Socket {
         let reply = self.genl_recv(family, seq, ack)?;
         echo_reply_string(seq, &reply)
     }
+    // ANCHOR_END: echo
 }
 
 #[cfg(test)]

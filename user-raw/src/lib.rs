@@ -162,6 +162,7 @@ fn ne_u32(b: &[u8], at: usize) -> Option<u32> {
     ))
 }
 
+// ANCHOR: encode
 /// Append one message (header + payload) to `buf`.
 ///
 /// `nlmsg_len` is `NLMSG_LENGTH(payload.len())` = 16 + payload length,
@@ -192,6 +193,7 @@ pub fn encode(
     buf.resize(nlmsg_align(buf.len()), 0);
     Ok(())
 }
+// ANCHOR_END: encode
 
 /// Iterate the messages of a received datagram: see [`messages`].
 pub struct Messages<'a> {
@@ -430,6 +432,7 @@ fn sockaddr_nl(pid: u32) -> libc::sockaddr_nl {
 const SOCKADDR_NL_LEN: libc::socklen_t = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
 
 impl Socket {
+    // ANCHOR: connect
     /// Open, bind and configure a netlink socket on `unit` (the `protocol`
     /// argument of `socket(2)`, e.g. [`proto::RAW_UNIT`]).
     pub fn connect(unit: i32) -> Result<Socket, Error> {
@@ -486,6 +489,7 @@ impl Socket {
         sock.set_timeout(DEFAULT_TIMEOUT)?;
         Ok(sock)
     }
+    // ANCHOR_END: connect
 
     fn set_netlink_flag(&self, opt: libc::c_int, call: &'static str) -> Result<(), Error> {
         let on: libc::c_int = 1;
@@ -550,6 +554,7 @@ impl Socket {
         self.seq
     }
 
+    // ANCHOR: send
     /// Send one request to the kernel; returns its sequence number.
     /// `NLM_F_REQUEST` is always added to `flags`.
     pub fn send(&mut self, ty: u16, flags: u16, payload: &[u8]) -> Result<u32, Error> {
@@ -601,6 +606,7 @@ impl Socket {
             }
         }
     }
+    // ANCHOR_END: send
 
     /// Receive one datagram from the kernel into `buf`; returns its length.
     /// Walk it with [`messages`]. Datagrams from other senders (nl_pid != 0)
@@ -620,6 +626,7 @@ impl Socket {
         self.echo_inner(payload, true)
     }
 
+    // ANCHOR: echo
     fn echo_inner(&mut self, payload: &[u8], ack: bool) -> Result<Vec<u8>, Error> {
         let flags = if ack { NLM_F_ACK } else { 0 };
         let seq = self.send(proto::ECHO_MSG_TYPE, flags, payload)?;
@@ -630,6 +637,7 @@ impl Socket {
         }
         Ok(reply.unwrap_or_default())
     }
+    // ANCHOR_END: echo
 }
 
 /// One received datagram of [`Socket::echo`]'s loop: walk its messages and
@@ -695,6 +703,7 @@ fn reply_event<'a>(
     }
 }
 
+// ANCHOR: receive
 /// `recvmsg(2)` one datagram whose sender is the kernel (nl_pid 0).
 fn recv_from_kernel(fd: &OwnedFd, buf: &mut [u8], timeout: Duration) -> Result<usize, Error> {
     loop {
@@ -738,6 +747,7 @@ fn recv_from_kernel(fd: &OwnedFd, buf: &mut [u8], timeout: Duration) -> Result<u
         return Ok(n as usize); // n >= 0 was checked above
     }
 }
+// ANCHOR_END: receive
 
 #[cfg(test)]
 mod parser_fuzz;

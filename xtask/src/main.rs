@@ -9,12 +9,14 @@
 //! cargo xtask demo                   every client against every module: a table
 //! cargo xtask bench [--quick]        criterion benches in the VM, with a summary
 //! cargo xtask harden [--quick]       fuzz, flood and unload every module (debug kernel)
+//! cargo xtask book [--check]         the book into target/book/; --check verifies it
 //! ```
 //!
 //! Everything it needs (Debian packages, bindgen, virtme-ng) it installs
 //! itself; expensive outputs live in the cache (`~/.cache/netlink-rosetta`).
 
 mod bench;
+mod book;
 mod demo;
 mod deps;
 mod harden;
@@ -102,6 +104,14 @@ enum Cmd {
     /// with its sequence numbers (the VM runner's guest script runs this).
     #[command(hide = true)]
     GuestKmsg { file: std::path::PathBuf },
+    /// Build the book (book/) into target/book/, readable offline.
+    Book {
+        /// Also check it: includes and anchors, links and images, every
+        /// shown output against a VM run, and every page in headless
+        /// Chromium (screenshots in target/book/screenshots/).
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() {
@@ -157,6 +167,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
         Cmd::Bench { quick } => bench::run_bench(quick),
         Cmd::Harden { quick, seed } => harden::run_harden(quick, seed),
         Cmd::GuestKmsg { .. } => unreachable!("handled before taking the lock"),
+        Cmd::Book { check } => book::run_book(check),
     }
 }
 

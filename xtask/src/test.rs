@@ -8,7 +8,10 @@
 //!    with `--ignored --test-threads=1` (some tests unload and reload
 //!    modules, which must not overlap with the others), every module loaded,
 //!    then runs every benchmark once (criterion's `--test` mode); on the
-//!    debug kernel, then `rosetta-harden --quick` (see `harden.rs`).
+//!    debug kernel, then `rosetta-harden --quick` (see `harden.rs`); on the
+//!    normal kernel, the book's commands, whose outputs must match what its
+//!    pages show (see `book.rs`: the book is built and checked in headless
+//!    Chromium first).
 //! 3. Every VM test binary must have passed all its VM tests, and at least
 //!    as many as [`VM_TESTS`] expects: a binary that ran no test, or fewer
 //!    than it has, fails the run instead of passing silently.
@@ -85,11 +88,21 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         bench.display()
     );
     let debug = flavour == crate::kernel::Flavour::Debug;
+    let book_dir = crate::book::run_dir();
     if debug {
         // The hardening's quick mode, in the same (slow to boot) VM.
         script += &format!(
             " && echo '==> harden --quick' && {}",
             crate::harden::guest_command(true, None)?
+        );
+    } else {
+        // The book's commands, whose outputs its pages show (on the normal
+        // kernel only: the debug kernel's timings and log differ).
+        step("the book: sources, links and every page in headless Chromium");
+        crate::book::check_without_vm()?;
+        script += &format!(
+            " && echo '==> the book's commands' && {}",
+            crate::book::guest_command(&book_dir)?
         );
     }
     step(format!(
@@ -108,7 +121,7 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         rw_dirs: if debug {
             vec![results.clone(), crate::harden::run_dir()]
         } else {
-            vec![results.clone()]
+            vec![results.clone(), book_dir.clone()]
         },
         verbose: false,
     })?;
@@ -119,6 +132,9 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
     }
     if rc != 0 {
         bail!("VM integration tests failed (exit status {rc})");
+    }
+    if !debug {
+        crate::book::check_outputs(&book_dir)?;
     }
     for (i, b) in binaries.iter().enumerate() {
         let out = results.join(format!("{i}.out"));
