@@ -185,7 +185,11 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         "--user",
         "root",
     ])
-    .arg(format!("--rwdir={}", work.display()));
+    .arg(format!("--rwdir={}", work.display()))
+    // A kernel log of 4 MiB instead of the configured 128 KiB: the runner
+    // fails a run whose log wrapped, and a debug run (KASAN, fault
+    // injection, hundreds of module loads) logs far more than a normal one.
+    .args(["--append", "log_buf_len=4M"]);
     for dir in &vm.rw_dirs {
         cmd.arg(format!("--rwdir={}", dir.display()));
     }
