@@ -101,7 +101,7 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         step("the book: sources, links and every page in headless Chromium");
         crate::book::check_without_vm()?;
         script += &format!(
-            " && echo '==> the book's commands' && {}",
+            " && echo '==> the commands of the book' && {}",
             crate::book::guest_command(&book_dir)?
         );
     }
