@@ -32,7 +32,7 @@
  *
  * and the kernel log shows "kmod_c_kthread: echo on netlink unit 29, queue
  * of 256". A unit that another module serves fails the load with EBUSY and
- * logs "kmod_c_kthread: cannot serve netlink unit 25: EBUSY".
+ * logs "kmod_c_kthread: cannot serve netlink unit 25: error -16".
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -250,7 +250,7 @@ static int __init c_kthread_init(void)
 	if (!nl_sock) {
 		kthread_stop(thread);
 		/* It gives no reason; a unit that another module serves is the usual one. */
-		pr_err("cannot serve netlink unit %d: EBUSY\n", unit);
+		pr_err("cannot serve netlink unit %d: error %d\n", unit, -EBUSY);
 		return -EBUSY;
 	}
 	wake_up_process(thread);

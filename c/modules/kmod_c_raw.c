@@ -26,7 +26,7 @@
  *
  * and the kernel log shows "kmod_c_raw: echo on netlink unit 30". A unit
  * that another module serves fails the load with EBUSY and logs
- * "kmod_c_raw: cannot serve netlink unit 31: EBUSY". `cargo xtask bench`
+ * "kmod_c_raw: cannot serve netlink unit 31: error -16". `cargo xtask bench`
  * measures kmod-raw against it (anchor "c-module").
  */
 
@@ -130,7 +130,7 @@ static int __init c_raw_init(void)
 	nl_sock = netlink_kernel_create(&init_net, unit, &cfg);
 	if (!nl_sock) {
 		/* It gives no reason; a unit that another module serves is the usual one. */
-		pr_err("cannot serve netlink unit %d: EBUSY\n", unit);
+		pr_err("cannot serve netlink unit %d: error %d\n", unit, -EBUSY);
 		return -EBUSY;
 	}
 	pr_info("echo on netlink unit %d\n", unit);
