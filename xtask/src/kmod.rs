@@ -42,15 +42,8 @@ pub fn build_c_clients() -> Result<()> {
     cmd.arg("-C")
         .arg(root().join("c/clients"))
         .arg(format!("OUT={}", out_dir.display()));
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start `{}`", show(&cmd)))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() || text.contains("warning") {
+    let (ok, text) = make_output(&mut cmd)?;
+    if !ok || text.contains("warning") {
         eprintln!("{text}");
         bail!("building the C clients failed or warned: `{}`", show(&cmd));
     }
@@ -64,18 +57,11 @@ fn build_kmod(kernel: &Kernel, dir: &str) -> Result<()> {
     let src = root().join(dir);
     let mut cmd = kernel.make();
     cmd.arg(format!("M={}", src.display()));
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start `{}`", show(&cmd)))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = make_output(&mut cmd)?;
     let built = text
         .lines()
         .any(|l| l.contains(" RUSTC ") || l.contains(" LD [M]"));
-    if !out.status.success() {
+    if !ok {
         eprintln!("{text}");
         bail!("building {dir} failed: `{}`", show(&cmd));
     }
@@ -99,4 +85,18 @@ fn build_kmod(kernel: &Kernel, dir: &str) -> Result<()> {
         .arg("rust-analyzer");
     run(&mut ra).with_context(|| format!("generating {dir}/rust-project.json"))?;
     Ok(())
+}
+
+/// Runs a `make`, and returns whether it succeeded and all it printed, for
+/// the callers to fail on warnings.
+fn make_output(cmd: &mut Command) -> Result<(bool, String)> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", show(cmd)))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
 }

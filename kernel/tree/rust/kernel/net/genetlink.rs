@@ -102,7 +102,7 @@ pub struct Command {
 ///
 /// ```
 /// use kernel::c_str;
-/// use kernel::net::genetlink::{Command, Family, Policy};
+/// use kernel::net::genetlink::{Command, Family, Handler, Info, Policy, Registration};
 ///
 /// const FAMILY: Family = Family {
 ///     name: c_str!("example"),
@@ -116,6 +116,33 @@ pub struct Command {
 ///     }],
 /// };
 /// assert_eq!(FAMILY.commands[0].policy.len(), 2);
+///
+/// struct Refuse;
+///
+/// impl Handler for Refuse {
+///     fn doit(&self, _info: &Info<'_>) -> Result {
+///         Err(EOPNOTSUPP)
+///     }
+/// }
+///
+/// # // SAFETY: Code built into the kernel, as this example is, has no module:
+/// # // its `THIS_MODULE` is NULL.
+/// # static THIS_MODULE: kernel::ThisModule =
+/// #     unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
+/// // A string of at most 0 characters would mean "no limit" to C: refused.
+/// const UNLIMITED: Family = Family {
+///     commands: &[Command {
+///         cmd: 1,
+///         policy: &[(1, Policy::NulString { max_len: 0 })],
+///         admin_perm: false,
+///     }],
+///     ..FAMILY
+/// };
+/// assert_eq!(Registration::new(&UNLIMITED, Refuse, &THIS_MODULE).err(), Some(EINVAL));
+/// // So is an attribute above `maxattr`.
+/// const ABOVE: Family = Family { maxattr: 1, ..FAMILY };
+/// assert_eq!(Registration::new(&ABOVE, Refuse, &THIS_MODULE).err(), Some(EINVAL));
+/// # Ok::<(), Error>(())
 /// ```
 pub struct Family {
     /// The family name, at most `GENL_NAMSIZ - 1` bytes.
