@@ -195,11 +195,43 @@ pub const SPLATS: &[&str] = &[
     "rcu: INFO:",
 ];
 
+/// What `rosetta-harden` writes to the kernel log before it injects
+/// allocation failures (its `faults` phase), and after.
+pub const FAULTS_ON: &str = "rosetta-harden: fault injection on";
+/// See [`FAULTS_ON`].
+pub const FAULTS_OFF: &str = "rosetta-harden: fault injection off";
+
+/// How the kernel reports a failed allocation, with a stack dump after it
+/// ("Call Trace:"): between [`FAULTS_ON`] and [`FAULTS_OFF`], the expected
+/// consequence of an injected failure, not a splat.
+pub const ALLOCATION_FAILURES: &[&str] = &[
+    "page allocation failure:",
+    "vmalloc error:",
+    "percpu: allocation failed",
+    "FAULT_INJECTION: forcing a failure",
+];
+
 /// The lines of a kernel log that show a problem: a [`SPLATS`] line or a
-/// failed KUnit test ("not ok 3 - rust_doctest_...").
+/// failed KUnit test ("not ok 3 - rust_doctest_..."). Between [`FAULTS_ON`]
+/// and [`FAULTS_OFF`], the "Call Trace:" that follows an
+/// [`ALLOCATION_FAILURES`] report is not one (every other line still is).
 pub fn splats(log: &str) -> Vec<&str> {
+    let (mut injecting, mut dump_follows) = (false, false);
     log.lines()
-        .filter(|l| SPLATS.iter().any(|s| l.contains(s)) || is_kunit_failure(l))
+        .filter(|l| {
+            if l.contains(FAULTS_ON) {
+                injecting = true;
+            } else if l.contains(FAULTS_OFF) {
+                (injecting, dump_follows) = (false, false);
+            }
+            if injecting && ALLOCATION_FAILURES.iter().any(|r| l.contains(r)) {
+                dump_follows = true;
+            } else if dump_follows && l.contains("Call Trace:") {
+                dump_follows = false;
+                return false;
+            }
+            SPLATS.iter().any(|s| l.contains(s)) || is_kunit_failure(l)
+        })
         .collect()
 }
 
@@ -225,4 +257,25 @@ pub fn kmemleak_reports(text: &str) -> (usize, Vec<String>) {
         .map(|r| format!("unreferenced object{r}"))
         .collect();
     (reports.len(), ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_injected_allocation_failure_dump_is_no_splat_between_the_markers() {
+        let dump = "[ 9.1] harden: vmalloc error: size 8192, failed to allocate pages, mode:0xcc0(GFP_KERNEL)\n\
+                    [ 9.1] CPU: 1 UID: 0 PID: 80 Comm: harden Not tainted 6.12.57 #1\n\
+                    [ 9.1] Call Trace:\n\
+                    [ 9.1] BUG: KASAN: use-after-free in module_put\n\
+                    [ 9.1] Call Trace:\n";
+        // Outside the markers, as before: both traces and the BUG.
+        assert_eq!(splats(dump).len(), 3);
+        let marked = format!("{FAULTS_ON}\n{dump}{FAULTS_OFF}\n{dump}");
+        let found = splats(&marked);
+        // Inside: the BUG and its own trace; after the end marker, all three.
+        assert_eq!(found.len(), 5, "{found:?}");
+        assert!(found[0].contains("BUG: KASAN"));
+    }
 }

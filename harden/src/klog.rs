@@ -60,6 +60,21 @@ impl Kmsg {
 
 const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
 
+/// Mounts debugfs (kmemleak's and fault injection's files) where it is not
+/// mounted yet, quietly: a kernel without it has neither.
+pub fn mount_debugfs() {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    if !mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some("/sys/kernel/debug"))
+    {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "debugfs", "none", "/sys/kernel/debug"])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 /// kmemleak, if this is the debug kernel.
 pub struct Kmemleak;
 
@@ -67,16 +82,7 @@ impl Kmemleak {
     /// `None` on a kernel without kmemleak. Forgets the suspects found so
     /// far (boot-time allocations of other subsystems).
     pub fn start() -> Result<Option<Kmemleak>> {
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        if !mounts
-            .lines()
-            .any(|l| l.split(' ').nth(1) == Some("/sys/kernel/debug"))
-        {
-            let _ = std::process::Command::new("mount")
-                .args(["-t", "debugfs", "none", "/sys/kernel/debug"])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
+        mount_debugfs();
         if !Path::new(KMEMLEAK).exists() {
             return Ok(None);
         }

@@ -17,7 +17,11 @@
 //!    the four client libraries, on their own threads, at once;
 //! 4. **lifecycle** ([`stress::lifecycle`]): unload/load cycles while
 //!    clients come and go; for kmod-kthread also unloads with a full queue;
-//! 5. the kernel's verdict: new kernel log lines that show a splat, and
+//! 5. **faults** ([`faults`]): the n-th allocation of a request's
+//!    `sendmsg()`, or of the module's load, fails, for n = 1, 2, ... until
+//!    it goes through: every request must end answered or with a reported
+//!    error, every load working or leaving nothing behind;
+//! 6. the kernel's verdict: new kernel log lines that show a splat, and
 //!    kmemleak's reports (on the debug kernel) involving our modules or
 //!    netlink.
 //!
@@ -41,6 +45,7 @@
 //! (The lines of a real quick run, shortened; the README has a full run.)
 
 mod clients;
+mod faults;
 mod flood;
 mod fuzz;
 mod klog;
@@ -80,6 +85,11 @@ struct Args {
     /// Only the fuzzing (to replay a seed quickly).
     #[arg(long)]
     fuzz_only: bool,
+    /// Only these phases, comma-separated, by the report's names: fuzz,
+    /// fuzz-coalesced, flood-small-rcvbuf, flood-large-rcvbuf, concurrency,
+    /// lifecycle, unload-full-queue, faults.
+    #[arg(long, value_delimiter = ',')]
+    phases: Vec<String>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "harden.json")]
     out: PathBuf,
@@ -100,6 +110,8 @@ struct Sizes {
     flood_requests: u32,
     concurrent_requests: usize,
     full_queue_unloads: u32,
+    /// Faults: loads with every n (full) or a sample (quick).
+    quick: bool,
 }
 
 fn main() {
@@ -124,7 +136,19 @@ fn run(args: &Args) -> Result<bool> {
         flood_requests: if args.quick { 2000 } else { 20_000 },
         concurrent_requests: if args.quick { 50 } else { 500 },
         full_queue_unloads: if args.quick { 2 } else { 10 },
+        quick: args.quick,
     };
+    let known = Module::ALL
+        .iter()
+        .flat_map(|&m| phases(m, false, &sizes, 0))
+        .map(|(name, _)| name)
+        .collect::<Vec<_>>();
+    if let Some(unknown) = args.phases.iter().find(|p| !known.contains(&p.as_str())) {
+        anyhow::bail!(
+            "unknown phase {unknown:?}: the phases are {}",
+            known.join(", ")
+        );
+    }
     println!("harden: seed {seed:#x} (replay: --seed {seed:#x})");
     netlink_rosetta::big_receive_buffers();
     let mut kmsg = klog::Kmsg::now()?;
@@ -143,12 +167,23 @@ fn run(args: &Args) -> Result<bool> {
         let phases = phases(module, args.fuzz_only, &sizes, module_seed);
         let mut failures = Vec::new();
         for (phase, f) in phases {
+            if !args.phases.is_empty() && !args.phases.iter().any(|p| p == phase) {
+                continue;
+            }
             println!("==> {}: {phase}", module.name());
             let start = Instant::now();
             if !clients::kmod(module).is_loaded() {
                 clients::kmod(module).insmod().map_err(anyhow::Error::msg)?;
             }
             match f() {
+                // A phase that reports its own failures keeps its counts.
+                Ok(value) if value["failures"].as_array().is_some_and(|f| !f.is_empty()) => {
+                    println!("    FAILED after {:.1} s", start.elapsed().as_secs_f64());
+                    for f in value["failures"].as_array().into_iter().flatten() {
+                        failures.push(format!("{phase}: {}", f.as_str().unwrap_or_default()));
+                    }
+                    row.insert(phase.to_string(), value);
+                }
                 Ok(value) => {
                     println!("    {:.1} s: {value}", start.elapsed().as_secs_f64());
                     row.insert(phase.to_string(), value);
@@ -187,6 +222,9 @@ fn run(args: &Args) -> Result<bool> {
         row.insert("failures".into(), json!(failures));
         rows.push(Value::Object(row));
     }
+    // Sockets that the faults phase found pinning freed modules: closing
+    // them shows what the kernel makes of it (they failed the run already).
+    let pinned = faults::close_pinned(&mut kmsg)?;
     let ok = rows
         .iter()
         .all(|r| r["failures"].as_array().is_some_and(|f| f.is_empty()));
@@ -196,10 +234,12 @@ fn run(args: &Args) -> Result<bool> {
         "kmemleak": kmemleak.is_some(),
         "ok": ok,
         "modules": rows,
+        "pinned_sockets_closed": pinned,
     });
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", args.out.display()))?;
     print!("{}", table(&rows));
+    print!("{}", faults_table(&rows));
     println!(
         "harden: {} (seed {seed:#x}); report: {}",
         if ok { "all passed" } else { "FAILED" },
@@ -284,6 +324,7 @@ fn phases<'a>(module: Module, fuzz_only: bool, sizes: &'a Sizes, seed: u64) -> V
             Box::new(move || stress::kthread_unload_full(sizes.full_queue_unloads, 64)),
         ));
     }
+    phases.push(("faults", Box::new(move || faults::run(module, sizes.quick))));
     phases
 }
 
@@ -342,6 +383,41 @@ fn table(rows: &[Value]) -> String {
     }
     out += "floods: sent = replied + errored + overrun; cycles: unload/load cycles; \
             echoes: by 8 concurrent clients; \"-\": not run (leaks: no kmemleak)\n";
+    out
+}
+
+/// The faults phase's table: one row per module, the injected failures per
+/// path; "(k failed)" after a path's count when k of its attempts failed.
+fn faults_table(rows: &[Value]) -> String {
+    let line = |c: &[String]| {
+        let mut l = format!("{:<8}", c[0]);
+        for cell in &c[1..] {
+            l += &format!(" {cell:>14}");
+        }
+        l + "\n"
+    };
+    if rows.iter().all(|r| r["faults"]["paths"].is_null()) {
+        return String::new();
+    }
+    let mut head = vec!["faults".to_string()];
+    head.extend(faults::Path::ALL.iter().map(|p| p.name().to_string()));
+    let mut out = String::from("\n") + &line(&head);
+    for r in rows {
+        let mut cells = vec![r["module"].as_str().unwrap_or_default().to_string()];
+        for p in faults::Path::ALL {
+            let path = &r["faults"]["paths"][p.name()];
+            cells.push(match path["injected"].as_u64() {
+                None => "-".into(),
+                Some(n) => match path["failures"].as_array().map_or(0, Vec::len) {
+                    0 => n.to_string(),
+                    k => format!("{n} ({k} failed)"),
+                },
+            });
+        }
+        out += &line(&cells);
+    }
+    out += "faults: failures injected per path (n-th allocation of the sendmsg or the load, \
+            until it goes through); \"-\": not run\n";
     out
 }
 

@@ -280,7 +280,7 @@ fn delete_module(name: &str) -> std::io::Result<()> {
 }
 
 /// The pid of the task whose `comm` is `name`.
-fn find_task(name: &str) -> Result<libc::pid_t> {
+pub fn find_task(name: &str) -> Result<libc::pid_t> {
     for entry in std::fs::read_dir("/proc")? {
         let entry = entry?;
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
