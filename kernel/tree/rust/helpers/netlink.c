@@ -80,14 +80,33 @@ bool rust_helper_netlink_unit_registered(int unit)
 }
 
 /*
- * Whether the sender of `skb`, delivered to a kernel socket's input
- * callback, asked for capped error messages (NETLINK_CAP_ACK), as
- * netlink_ack() reads it. Only valid during the callback: the sender's
- * socket is not referenced by the skb.
+ * Whether the userspace socket `sk` asked for capped error messages
+ * (NETLINK_CAP_ACK), as netlink_ack() reads it.
  */
-bool rust_helper_netlink_sender_caps_acks(const struct sk_buff *skb)
+bool rust_helper_netlink_caps_acks(const struct sock *sk)
 {
-	return nlk_test_bit(CAP_ACK, NETLINK_CB(skb).sk);
+	return nlk_test_bit(CAP_ACK, (struct sock *)sk);
+}
+
+/*
+ * Tells the userspace socket `sk` that an answer for it was lost: its next
+ * recvmsg() fails with ENOBUFS. What netlink_ack() does when it cannot
+ * allocate the answer.
+ */
+void rust_helper_netlink_report_loss(struct sock *sk)
+{
+	WRITE_ONCE(sk->sk_err, ENOBUFS);
+	sk_error_report(sk);
+}
+
+void rust_helper_sock_hold(struct sock *sk)
+{
+	sock_hold(sk);
+}
+
+void rust_helper_sock_put(struct sock *sk)
+{
+	sock_put(sk);
 }
 
 /*

@@ -501,6 +501,11 @@ pub trait Received {
     /// request (`NETLINK_CAP_ACK`), as `netlink_ack()` reads it.
     fn caps_acks(&self) -> bool;
 
+    /// Tells the sender that an answer to it was lost: its next `recvmsg()`
+    /// fails with `ENOBUFS`. What `netlink_ack()` does when it cannot
+    /// allocate its answer; [`Replies::put_ack`] does it too.
+    fn report_loss(&self);
+
     /// The message type (`nlmsg_type`).
     fn ty(&self) -> u16 {
         self.header().ty
@@ -569,12 +574,29 @@ impl<'a> Message<'a> {
         let payload = self.payload();
         let mut copy = KVec::with_capacity(payload.len(), flags)?;
         copy.extend_from_slice(payload, flags)?;
+        // The core always sets the sender: no socket is not ours to answer.
+        let sender = NonNull::new(self.sender()).ok_or(EINVAL)?;
+        // SAFETY: `sender` is the sender's socket, valid during the input
+        // callback (see `Message::sender`); the reference taken keeps it
+        // valid until `MessageCopy::drop`.
+        unsafe { bindings::sock_hold(sender.as_ptr()) };
+        // INVARIANT: We hold a reference on `sender`.
         Ok(MessageCopy {
             header: self.header(),
             payload: copy,
             portid: self.portid(),
-            caps_acks: self.caps_acks(),
+            sender,
         })
+    }
+
+    /// The sender's socket (`NETLINK_CB(skb).sk`): valid while the input
+    /// callback runs, as the sender waits in its `sendmsg()`, but not
+    /// referenced by the skb.
+    fn sender(&self) -> *mut bindings::sock {
+        // SAFETY: By the type invariant of `RecvSkBuff`, the skb is valid and
+        // its control block was filled in by the netlink core, which sets
+        // `sk` to the sending socket before calling the input callback.
+        unsafe { (*bindings::NETLINK_CB(self.skb.as_raw())).sk }
     }
 }
 
@@ -599,21 +621,47 @@ impl Received for Message<'_> {
     }
 
     fn caps_acks(&self) -> bool {
-        // SAFETY: By the type invariant of `RecvSkBuff`, the skb was
-        // delivered to an input callback that is still running, so
-        // `NETLINK_CB(skb).sk` is the sender's socket, which waits in its
-        // `sendmsg()`.
-        unsafe { bindings::netlink_sender_caps_acks(self.skb.as_raw()) }
+        // SAFETY: The sender's socket is a userspace netlink socket, valid
+        // while the callback runs (see `Message::sender`), which the core
+        // always sets.
+        unsafe { bindings::netlink_caps_acks(self.sender()) }
+    }
+
+    fn report_loss(&self) {
+        // SAFETY: As above.
+        unsafe { bindings::netlink_report_loss(self.sender()) }
     }
 }
 
 /// A received message copied out of its skb ([`Message::copy`]), for code
-/// that answers after the skb is gone, such as a kernel thread.
+/// that answers after the skb is gone, such as a kernel thread. It holds a
+/// reference on the sender's socket, as what `netlink_ack()` reads and
+/// reports lives there.
+///
+/// # Invariants
+///
+/// `sender` is the userspace netlink socket that sent the message, on which
+/// this object holds a reference (`sock_hold()`).
 pub struct MessageCopy {
     header: Header,
     payload: KVec<u8>,
     portid: u32,
-    caps_acks: bool,
+    sender: NonNull<bindings::sock>,
+}
+
+// SAFETY: The socket reference may be used and dropped on any thread; the
+// rest is plain data.
+unsafe impl Send for MessageCopy {}
+
+// SAFETY: Shared references only read the socket's flags, or report a loss
+// (`WRITE_ONCE()` and a wakeup), which are safe from any thread.
+unsafe impl Sync for MessageCopy {}
+
+impl Drop for MessageCopy {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant, we hold a reference on `sender`.
+        unsafe { bindings::sock_put(self.sender.as_ptr()) };
+    }
 }
 
 impl Received for MessageCopy {
@@ -630,7 +678,14 @@ impl Received for MessageCopy {
     }
 
     fn caps_acks(&self) -> bool {
-        self.caps_acks
+        // SAFETY: By the type invariant, `sender` is a userspace netlink
+        // socket on which we hold a reference.
+        unsafe { bindings::netlink_caps_acks(self.sender.as_ptr()) }
+    }
+
+    fn report_loss(&self) {
+        // SAFETY: As above.
+        unsafe { bindings::netlink_report_loss(self.sender.as_ptr()) }
     }
 }
 
@@ -965,17 +1020,24 @@ impl<'a> Replies<'a> {
     }
 
     /// Adds the `NLMSG_ERROR` answering `request`, as
-    /// [`NetlinkSkBuff::put_ack`] builds it.
+    /// [`NetlinkSkBuff::put_ack`] builds it. If it cannot be allocated, the
+    /// sender is told (`ENOBUFS`), as `netlink_ack()` does.
     pub fn put_ack(&mut self, request: &impl Received, result: Result) -> Result {
         let copied = match result {
             Err(_) if !request.caps_acks() => nlmsg_align(request.payload().len()),
             _ => 0,
         };
-        self.add(
+        let added = self.add(
             request.portid(),
             NLMSGERR_SIZE.saturating_add(copied),
             |skb| skb.put_ack(request, result),
-        )
+        );
+        // A failed send is reported by the core already (an overrun), or
+        // has nobody to tell (the receiver is gone).
+        if added == Err(ENOMEM) {
+            request.report_loss();
+        }
+        added
     }
 
     /// Sends the pending datagram, if there is one.
