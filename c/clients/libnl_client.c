@@ -32,7 +32,6 @@
 
 #define _GNU_SOURCE /* strerrorname_np() */
 #include <errno.h>
-#include <getopt.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
@@ -46,12 +45,8 @@
 
 #include "output.h"
 
-#define RAW_UNIT 31		/* proto::RAW_UNIT */
-#define KTHREAD_UNIT 25		/* proto::KTHREAD_UNIT */
 #define ARTICLES_MSG_TYPE 0	/* proto::ARTICLES_MSG_TYPE */
 #define TIMEOUT_MS 5000
-
-static const char usage[] = "[--module raw|kthread] [--unit N] [MESSAGE]";
 
 /* What the callback saw of the answers. */
 struct echo {
@@ -95,43 +90,19 @@ static int on_message(struct nl_msg *msg, void *arg)
 
 int main(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{ "module", required_argument, NULL, 'm' },
-		{ "unit", required_argument, NULL, 'u' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *module = "raw", *message = "hello netlink";
 	struct timeval timeout = { .tv_sec = TIMEOUT_MS / 1000 };
 	struct echo echo = { 0 };
 	struct nl_sock *sk;
-	int unit = -1, opt, err;
+	const char *module, *message;
+	struct raw_args args;
+	int unit, err;
 	size_t len;
 
 	client_name = "libnl_client";
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		char *end;
-
-		switch (opt) {
-		case 'm':
-			module = optarg;
-			if (strcmp(module, "raw") && strcmp(module, "kthread"))
-				usage_error("--module takes raw or kthread", usage);
-			break;
-		case 'u':
-			unit = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || unit < 0)
-				usage_error("--unit takes a unit number", usage);
-			break;
-		default:
-			usage_error("unknown switch", usage);
-		}
-	}
-	if (optind + 1 < argc)
-		usage_error("one message at most", usage);
-	if (optind < argc)
-		message = argv[optind];
-	if (unit < 0)
-		unit = strcmp(module, "raw") ? KTHREAD_UNIT : RAW_UNIT;
+	args = parse_raw_args(argc, argv);
+	module = args.module;
+	message = args.message;
+	unit = args.unit;
 	len = strlen(message);
 
 	/* Create the socket and bind it to a port id libnl picks. */

@@ -13,10 +13,14 @@
 #ifndef ROSETTA_OUTPUT_H
 #define ROSETTA_OUTPUT_H
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define RAW_UNIT 31		/* proto::RAW_UNIT */
+#define KTHREAD_UNIT 25		/* proto::KTHREAD_UNIT */
 
 /* The client's name, for its error lines. */
 static const char *client_name;
@@ -25,9 +29,9 @@ static const char *client_name;
 static inline const char *module_for_unit(int unit)
 {
 	switch (unit) {
-	case 31:
+	case RAW_UNIT:
 		return "kmod-raw";
-	case 25:
+	case KTHREAD_UNIT:
 		return "kmod-kthread";
 	default:
 		return "its module";
@@ -58,6 +62,56 @@ static inline void __attribute__((noreturn)) usage_error(const char *message, co
 {
 	fprintf(stderr, "%s: error: %s\nusage: %s %s\n", client_name, message, client_name, usage);
 	exit(2);
+}
+
+/*
+ * The switches of the raw-unit clients, as the Rust CLIs take them:
+ * [--module raw|kthread] [--unit N] [MESSAGE]. A bad one prints the usage
+ * and exits. Without --unit, the unit is the module's.
+ */
+struct raw_args {
+	const char *module;
+	const char *message;
+	int unit;
+};
+
+static const char raw_usage[] = "[--module raw|kthread] [--unit N] [MESSAGE]";
+
+static inline struct raw_args parse_raw_args(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "module", required_argument, NULL, 'm' },
+		{ "unit", required_argument, NULL, 'u' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct raw_args args = { .module = "raw", .message = "hello netlink", .unit = -1 };
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		char *end;
+
+		switch (opt) {
+		case 'm':
+			args.module = optarg;
+			if (strcmp(args.module, "raw") && strcmp(args.module, "kthread"))
+				usage_error("--module takes raw or kthread", raw_usage);
+			break;
+		case 'u':
+			args.unit = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || args.unit < 0)
+				usage_error("--unit takes a unit number", raw_usage);
+			break;
+		default:
+			usage_error("unknown switch", raw_usage);
+		}
+	}
+	if (optind + 1 < argc)
+		usage_error("one message at most", raw_usage);
+	if (optind < argc)
+		args.message = argv[optind];
+	if (args.unit < 0)
+		args.unit = strcmp(args.module, "raw") ? KTHREAD_UNIT : RAW_UNIT;
+	return args;
 }
 
 /*

@@ -26,7 +26,6 @@
 
 #define _GNU_SOURCE /* strerrorname_np() */
 #include <errno.h>
-#include <getopt.h>
 #include <linux/netlink.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,15 +37,11 @@
 
 #include "output.h"
 
-#define RAW_UNIT 31		/* proto::RAW_UNIT */
-#define KTHREAD_UNIT 25		/* proto::KTHREAD_UNIT */
 #define ECHO_MSG_TYPE NLMSG_MIN_TYPE /* proto::ECHO_MSG_TYPE */
 #define TIMEOUT_MS 5000
 
 /* Room for any answer: an echo of 16 KiB, or an error that copies it. */
 #define RECV_BUF_LEN (32 * 1024)
-
-static const char usage[] = "[--module raw|kthread] [--unit N] [MESSAGE]";
 
 /* Prints the kernel's NLMSG_ERROR, with its extended-ack message, and exits. */
 static void __attribute__((noreturn)) kernel_error(const struct nlmsghdr *nlh, unsigned int seq)
@@ -81,17 +76,13 @@ static void __attribute__((noreturn)) kernel_error(const struct nlmsghdr *nlh, u
 
 int main(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{ "module", required_argument, NULL, 'm' },
-		{ "unit", required_argument, NULL, 'u' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *module = "raw", *message = "hello netlink";
 	struct sockaddr_nl local = { .nl_family = AF_NETLINK };
 	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	struct timeval timeout = { .tv_sec = TIMEOUT_MS / 1000 };
 	socklen_t addrlen = sizeof(local);
-	int unit = -1, fd, opt, one = 1;
+	const char *module, *message;
+	struct raw_args args;
+	int unit, fd, one = 1;
 	struct nlmsghdr *nlh;
 	struct iovec iov;
 	struct msghdr msg = {
@@ -106,30 +97,10 @@ int main(int argc, char **argv)
 	char *buf;
 
 	client_name = "raw_client";
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		char *end;
-
-		switch (opt) {
-		case 'm':
-			module = optarg;
-			if (strcmp(module, "raw") && strcmp(module, "kthread"))
-				usage_error("--module takes raw or kthread", usage);
-			break;
-		case 'u':
-			unit = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || unit < 0)
-				usage_error("--unit takes a unit number", usage);
-			break;
-		default:
-			usage_error("unknown switch", usage);
-		}
-	}
-	if (optind + 1 < argc)
-		usage_error("one message at most", usage);
-	if (optind < argc)
-		message = argv[optind];
-	if (unit < 0)
-		unit = strcmp(module, "raw") ? KTHREAD_UNIT : RAW_UNIT;
+	args = parse_raw_args(argc, argv);
+	module = args.module;
+	message = args.message;
+	unit = args.unit;
 	len = strlen(message);
 
 	/* A socket of the unit: there is none unless a module serves it. */
