@@ -22,8 +22,49 @@ pub const GENL_CMD_ECHO: u8 = 1;
 /// Generic netlink attribute: a NUL-terminated string (`EXMPL_A_MSG`).
 pub const GENL_ATTR_MSG: u16 = 1;
 
-/// Highest attribute number of the family (`EXMPL_A_MAX`).
-pub const GENL_ATTR_MAX: u16 = GENL_ATTR_MSG;
+/// Generic netlink command: read the echo log (`GET`).
+///
+/// As a `do` request with an [`GENL_ATTR_ID`] attribute it returns that
+/// entry (command `GET`, attributes `ID`, `MSG`, `PORTID`), or -ENOENT with
+/// an extended-ack message naming the entry when the log no longer (or not
+/// yet) holds it; without `ID`, -EINVAL with the missing-attribute extended
+/// ack. As a dump (`NLM_F_DUMP`) it returns every entry of the log, oldest
+/// first, one message each, flagged `NLM_F_MULTI`, then `NLMSG_DONE`; the
+/// messages built after the log changed during the dump carry
+/// `NLM_F_DUMP_INTR`.
+pub const GENL_CMD_GET: u8 = 2;
+
+/// Generic netlink command of the notifications sent to the
+/// [`GENL_MCGRP_EVENTS`] group after each echo: attributes `ID`, `MSG`,
+/// `PORTID` of the new log entry.
+pub const GENL_CMD_EVENT: u8 = 3;
+
+/// Generic netlink attribute: the id of an echo log entry (u32). Ids start
+/// at 1 and increase by one with each echo.
+pub const GENL_ATTR_ID: u16 = 2;
+
+/// Generic netlink attribute: the port id of the socket that sent the echo
+/// (u32).
+pub const GENL_ATTR_PORTID: u16 = 3;
+
+/// Highest attribute number of the family (`EXMPL_A_MAX` was 1: the
+/// articles' client parses only `MSG`, which keeps its number).
+pub const GENL_ATTR_MAX: u16 = GENL_ATTR_PORTID;
+
+/// Name of the multicast group of the family: a notification
+/// ([`GENL_CMD_EVENT`]) after each echo.
+pub const GENL_MCGRP_EVENTS: &str = "events";
+
+/// How many echoes the echo log of the generic netlink family keeps: the
+/// last ones, the oldest dropped first.
+pub const ECHO_LOG_LEN: usize = 1024;
+
+/// Multicast group of the raw units (`NETLINK_ADD_MEMBERSHIP` takes this
+/// number, `bind()`'s `nl_groups` the mask `1 << (RAW_GROUP - 1)`):
+/// after each echo, a copy of the reply (same type, payload and sequence
+/// number, flags 0, `nlmsg_pid` the requester's port id) goes to the unit's
+/// listeners. Unprivileged sockets may listen.
+pub const RAW_GROUP: u32 = 1;
 
 /// The message type the project's clients send to the raw units.
 ///
