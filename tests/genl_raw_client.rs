@@ -259,8 +259,11 @@ fn family_is_visible_to_the_controller(g: Genl) {
     let ops: Vec<u32> = family.ops.iter().map(|op| op.id).collect();
     assert_eq!(
         ops,
-        [u32::from(proto::GENL_CMD_ECHO)],
-        "ECHO is the only op"
+        [
+            u32::from(proto::GENL_CMD_ECHO),
+            u32::from(proto::GENL_CMD_GET)
+        ],
+        "ECHO and GET are the ops (EVENT is a notification)"
     );
     assert!(family.has_op(proto::GENL_CMD_ECHO));
 }
