@@ -29,12 +29,13 @@
 //! ```text
 //! $ cargo xtask vm --modules genl -- genl ctrl get name my_genl
 //! Name: my_genl
-//!     ID: 0x19  Version: 0x1  header size: 0  max attribs: 3
+//!     ID: 0x1a  Version: 0x1  header size: 0  max attribs: 3
 //!     commands supported:
 //!         #1:  ID-0x1
 //!         #2:  ID-0x2
+//!
 //!     multicast groups:
-//!         #1:  ID-0x1a  name: events
+//!         #1:  ID-0x7  name: events
 //! ```
 //!
 //! and the kernel log shows `kmod_genl: registered generic netlink family my_genl`.
@@ -185,6 +186,7 @@ impl Handler for EchoLog {
         }
     }
 
+    // ANCHOR: dump
     fn start(&self, _request: &Info<'_>) -> Result<u32> {
         Ok(0)
     }
@@ -202,6 +204,7 @@ impl Handler for EchoLog {
         }
         Ok(())
     }
+    // ANCHOR_END: dump
 }
 // ANCHOR_END: receive
 
@@ -225,6 +228,8 @@ impl EchoLog {
         sent
     }
 
+    // ANCHOR_END: reply
+    // ANCHOR: get
     /// Replies to `request` with the entry whose ID it gives.
     fn get(&self, request: &Info<'_>) -> Result {
         let attr = request.required_attr(proto::GENL_ATTR_ID, c_str!("missing attribute ID"))?;
@@ -242,8 +247,8 @@ impl EchoLog {
         drop(log);
         reply.reply(request)
     }
+    // ANCHOR_END: get
 }
-// ANCHOR_END: reply
 
 // ANCHOR: notify
 /// Announces echo `id` to the `events` group, if anybody listens.

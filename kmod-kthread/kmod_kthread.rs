@@ -23,6 +23,9 @@
 //! answers that the thread sends in a row to the same port travel together,
 //! in as few datagrams as fit ([`Replies`]).
 //!
+//! After each echo, the thread sends a copy of it to the unit's multicast
+//! group 1 (`proto::RAW_GROUP`), if anybody listens, as kmod-raw does.
+//!
 //! The unit, the queue's capacity and the coalescing are module parameters:
 //! `insmod kmod_kthread.ko unit=24 capacity=16 coalesce=1`.
 //!

@@ -21,6 +21,11 @@
 //! together, in as few datagrams as fit ([`Replies`]): a client that batches
 //! requests then needs one `recvmsg()` for many replies.
 //!
+//! After each echo, a copy of it goes to the unit's multicast group 1
+//! (`proto::RAW_GROUP`), if anybody listens: same type, payload and
+//! sequence number, flags 0, and the requester's port id in `nlmsg_pid`.
+//! Unprivileged sockets may listen (`NL_CFG_F_NONROOT_RECV`).
+//!
 //! The unit and the coalescing are module parameters:
 //! `insmod kmod_raw.ko unit=30 coalesce=1`.
 //!
