@@ -268,9 +268,14 @@ fn notify(id: u32, msg: &CStr, portid: u32) {
         event.put_u32(PORTID, portid)?;
         event.multicast(&FAMILY, 0, EVENTS, GFP_KERNEL)
     };
-    // ESRCH: the listeners left meanwhile. A listener whose buffer is full
-    // gets ENOBUFS from the core.
-    let _ = send(2 * nla_total_size(4) + nla_total_size(msg.len_with_nul()));
+    match send(2 * nla_total_size(4) + nla_total_size(msg.len_with_nul())) {
+        // ESRCH: the listeners left meanwhile. A listener whose buffer is
+        // full gets ENOBUFS from the core.
+        Ok(()) | Err(ESRCH) => {}
+        // The notification could not be built: the listeners learn that
+        // they missed one.
+        Err(_) => FAMILY.set_err(0, EVENTS, ENOBUFS),
+    }
 }
 // ANCHOR_END: notify
 

@@ -48,6 +48,12 @@ int rust_helper_genl_has_listeners(const struct genl_family *family,
 	return genl_has_listeners(family, net, group);
 }
 
+int rust_helper_genl_set_err(const struct genl_family *family,
+			     struct net *net, u32 portid, u32 group, int code)
+{
+	return genl_set_err(family, net, portid, group, code);
+}
+
 const struct genl_info *rust_helper_genl_info_dump(struct netlink_callback *cb)
 {
 	return genl_info_dump(cb);

@@ -35,7 +35,7 @@
 //! | [`GenlMsg`]: `put_u32`, `put_string`, `put_flag`, `multicast`, cancelled on drop | same; `put_*` check the attribute type and the tailroom, `multicast` checks the group |
 //! | [`GenlMsg::reply`] | ours |
 //! | [`Family`]: `const_new`, `has_listeners`, `as_raw`, `register` | same; `has_listeners` is `false` for a group the family does not have |
-//! | [`Family::register_with`], [`Ops`], [`Command`], [`Policy`], [`Handler`] | ours |
+//! | [`Family::register_with`], [`Family::set_err`], [`Ops`], [`Command`], [`Policy`], [`Handler`] | ours |
 //! | [`MulticastGroup`], [`MulticastGroup::const_new`] | same |
 //! | [`Registration`] | same, with a type parameter for the handler (`()` for [`Family::register`]) |
 //! | [`Info`], [`Attr`], [`Dump`], [`DumpMsg`], [`PutAttr`], [`NLA_HDRLEN`], [`nla_total_size`], [`MAX_ATTR_PAYLOAD`], [`GENL_HDRLEN`] | ours |
@@ -49,7 +49,7 @@
 use crate::{
     alloc::{Flags, KBox, KVec},
     bindings,
-    error::{code::*, to_result, Result},
+    error::{code::*, to_result, Error, Result},
     net::raw_netlink::{nlmsg_align, MAX_SKB_SIZE, NLMSG_HDRLEN},
     prelude::*,
     str::CStr,
@@ -440,6 +440,29 @@ impl Family {
                 group,
             ) != 0
         }
+    }
+
+    /// Reports `err` to every listener of multicast group `group` in the
+    /// initial network namespace but `portid` (`genl_set_err()`): their next
+    /// `recvmsg()` fails with it. For a notification that could not be
+    /// built, so that the listeners know they missed one; `ENOBUFS` spares
+    /// those that set `NETLINK_NO_ENOBUFS`. Does nothing for a group the
+    /// family does not have.
+    pub fn set_err(&self, portid: u32, group: u32, err: Error) {
+        if group >= self.n_mcgrps() {
+            return;
+        }
+        // SAFETY: The family is valid and has the group; `init_net` lives
+        // forever.
+        unsafe {
+            bindings::genl_set_err(
+                self.as_raw(),
+                ptr::addr_of_mut!(bindings::init_net),
+                portid,
+                group,
+                err.to_errno(),
+            )
+        };
     }
 
     /// The C family.
