@@ -204,12 +204,17 @@ static int on_dump_intr(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
-/* NLMSG_DONE: the end of the dump. */
+/*
+ * NLMSG_DONE: the end of the dump. Its payload is the dumpit's last return
+ * value: 0, or the error that ended the dump early (libnl does not look).
+ */
 static int on_finish(struct nl_msg *msg, void *arg)
 {
+	struct nlmsghdr *nlh = nlmsg_hdr(msg);
 	struct dump *dump = arg;
 
-	(void)msg;
+	if (nlmsg_datalen(nlh) >= (int)sizeof(int) && *(int *)nlmsg_data(nlh) < 0)
+		dump->error = *(int *)nlmsg_data(nlh);
 	dump->done = true;
 	return NL_STOP;
 }

@@ -276,7 +276,7 @@ static int get_start(struct netlink_callback *cb)
 	 * up: ask for room for the largest entry, so that an empty skb holds
 	 * any one message. The reader's buffer must be as large.
 	 */
-	cb->min_dump_alloc = genlmsg_total_size(entry_size(MAX_MSG_LEN));
+	cb->min_dump_alloc = nlmsg_total_size(genlmsg_total_size(entry_size(MAX_MSG_LEN)));
 	return 0;
 }
 
