@@ -205,6 +205,7 @@ lost:
 }
 /* ANCHOR_END: broadcast */
 
+/* ANCHOR: reply */
 
 /* Echoes nlh, a message of the datagram in, with its own type, sequence
  * number and payload: kmod_c_raw's echo(), less the length check, which
