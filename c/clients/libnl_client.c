@@ -15,8 +15,11 @@
  * high bits), and the sequence numbers start from the time, as libnl
  * starts them: the Rust clients start at 1.
  *
- * Usage: libnl_client [--module raw|kthread] [--unit N] [MESSAGE]
- * as raw_client's.
+ * Usage: libnl_client [--module raw|kthread] [--unit N] [--subscribe [--count N]] [MESSAGE]
+ * as raw_client's. --subscribe joins the unit's group 1 with
+ * nl_socket_add_membership() and prints the copies of the echoes that the
+ * module sends there, as raw_client --subscribe does; notifications carry
+ * the echoes' sequence numbers, so libnl's sequence check is off.
  *
  * What changed from the article: libnl's auto-ack is on by default, so
  * nl_send_simple() sets NLM_F_REQUEST | NLM_F_ACK, and the module answers
@@ -88,6 +91,51 @@ static int on_message(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
+/* --subscribe: prints each copy of an echo, until the count. */
+struct events {
+	unsigned long seen;
+	unsigned long count;	/* 0: forever */
+};
+
+static int on_event(struct nl_msg *msg, void *arg)
+{
+	struct nlmsghdr *nlh = nlmsg_hdr(msg);
+	struct events *events = arg;
+
+	print_raw_event(nlh->nlmsg_seq, nlh->nlmsg_pid, nlmsg_data(nlh), nlmsg_datalen(nlh));
+	/* Stops nl_recvmsgs_default() at the last one wanted. */
+	return ++events->seen == events->count ? NL_STOP : NL_OK;
+}
+
+static void __attribute__((noreturn)) subscribe(struct nl_sock *sk, const struct raw_args *args)
+{
+	struct events events = { .count = args->count };
+	int err;
+
+	/* Notifications are not answers: any sequence number goes. */
+	nl_socket_disable_seq_check(sk);
+	/* NL_CB_VALID: the messages that are not errors, acks or NLMSG_DONE. */
+	err = nl_socket_modify_cb(sk, NL_CB_VALID, NL_CB_CUSTOM, on_event, &events);
+	if (err < 0)
+		fail("nl_socket_modify_cb: %s", nl_geterror(err));
+	err = nl_socket_add_membership(sk, RAW_GROUP);
+	if (err < 0)
+		fail("nl_socket_add_membership(%d): %s", RAW_GROUP, nl_geterror(err));
+	printf("module %s: netlink unit %d, group %d, portid %u\n", args->module, args->unit,
+	       RAW_GROUP, nl_socket_get_local_port(sk));
+	fflush(stdout);
+	while (!events.count || events.seen < events.count) {
+		err = nl_recvmsgs_default(sk);
+		/* libnl reports recvmsg()'s ENOBUFS as NLE_NOMEM. */
+		if (err == -NLE_NOMEM && errno == ENOBUFS)
+			lost_events();
+		else if (err < 0)
+			fail("nl_recvmsgs_default: %s", nl_geterror(err));
+	}
+	nl_socket_free(sk);
+	exit(0);
+}
+
 int main(int argc, char **argv)
 {
 	struct timeval timeout = { .tv_sec = TIMEOUT_MS / 1000 };
@@ -113,6 +161,8 @@ int main(int argc, char **argv)
 	if (err < 0)
 		fail("nl_connect(%d): %s: is %s loaded?", unit, nl_geterror(err),
 		     module_for_unit(unit));
+	if (args.subscribe)
+		subscribe(sk, &args);
 	if (setsockopt(nl_socket_get_fd(sk), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)))
 		fail("setsockopt: %s", strerror(errno));
 	/* Every message received goes to on_message() first. */

@@ -8,10 +8,23 @@
  *   module raw: netlink unit 31, portid 118
  *   echo seq 1: sent 13 bytes, received 13 bytes: "hello netlink"
  *
- * Usage: raw_client [--module raw|kthread] [--unit N] [MESSAGE]
+ * Usage: raw_client [--module raw|kthread] [--unit N] [--subscribe [--count N]] [MESSAGE]
  * --module picks the unit (raw: 31, kmod-raw; kthread: 25, kmod-kthread)
  * and the name printed; --unit serves the C twins (30: kmod_c_raw,
  * 29: kmod_c_kthread). The message defaults to "hello netlink".
+ *
+ * --subscribe echoes nothing: it joins the unit's multicast group 1
+ * (setsockopt(NETLINK_ADD_MEMBERSHIP)), where the module sends a copy of
+ * every echo, and prints them until --count N came (forever without it):
+ *
+ *   $ raw_client --unit 30 --subscribe --count 1
+ *   module raw: netlink unit 30, group 1, portid 1234
+ *   event seq 5 portid 1240: "hello"
+ *
+ * with the echo's sequence number and its requester's port id. The first
+ * line comes (flushed) once the socket is in the group: what is echoed
+ * after it is seen. Lost events (the receive buffer overflowed) are
+ * reported on stderr and the subscriber goes on.
  *
  * What changed from the article: the socket binds port id 0, so that the
  * kernel picks a free one (getpid() is taken when the process has another
@@ -38,6 +51,7 @@
 #include "output.h"
 
 #define ECHO_MSG_TYPE NLMSG_MIN_TYPE /* proto::ECHO_MSG_TYPE */
+#define ARTICLES_MSG_TYPE 0 /* proto::ARTICLES_MSG_TYPE */
 #define TIMEOUT_MS 5000
 
 /* Room for any answer: an echo of 16 KiB, or an error that copies it. */
@@ -72,6 +86,65 @@ static void __attribute__((noreturn)) kernel_error(const struct nlmsghdr *nlh, u
 	fail("echo seq %u: kernel replied %s (errno %d)%s%.*s", seq,
 	     strerrorname_np(-err->error), -err->error, msg ? ": " : "",
 	     (int)msg_len, msg ? msg : "");
+}
+
+/*
+ * --subscribe: joins RAW_GROUP and prints the copies of the echoes until
+ * count came (0: forever).
+ */
+static void __attribute__((noreturn)) subscribe(int fd, const struct raw_args *args, __u32 portid)
+{
+	struct sockaddr_nl from;
+	int group = RAW_GROUP;
+	unsigned long seen = 0;
+	struct iovec iov;
+	struct msghdr msg = {
+		.msg_name = &from,
+		.msg_namelen = sizeof(from),
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+	};
+	char *buf = malloc(RECV_BUF_LEN);
+
+	if (!buf)
+		fail("out of memory");
+	if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)))
+		fail("setsockopt(NETLINK_ADD_MEMBERSHIP, %d): %s", group, strerror(errno));
+	printf("module %s: netlink unit %d, group %d, portid %u\n", args->module, args->unit, group,
+	       portid);
+	fflush(stdout);
+	while (!args->count || seen < args->count) {
+		struct nlmsghdr *nlh;
+		ssize_t n;
+
+		iov = (struct iovec) { buf, RECV_BUF_LEN };
+		/* MSG_TRUNC: the length of the datagram, even if it did not fit. */
+		n = recvmsg(fd, &msg, MSG_TRUNC);
+		if (n < 0 && errno == ENOBUFS) {
+			lost_events();
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			fail("recvmsg: %s", strerror(errno));
+		if (msg.msg_flags & MSG_TRUNC)
+			fail("a datagram of %zd bytes did not fit the receive buffer of %d bytes", n,
+			     RECV_BUF_LEN);
+		if (from.nl_pid != 0)
+			continue; /* not from the kernel */
+		for (nlh = (struct nlmsghdr *)buf; NLMSG_OK(nlh, n) && seen != args->count;
+		     nlh = NLMSG_NEXT(nlh, n)) {
+			if (nlh->nlmsg_type < NLMSG_MIN_TYPE && nlh->nlmsg_type != ARTICLES_MSG_TYPE)
+				continue; /* a control message */
+			print_raw_event(nlh->nlmsg_seq, nlh->nlmsg_pid, NLMSG_DATA(nlh),
+					NLMSG_PAYLOAD(nlh, 0));
+			seen++;
+		}
+	}
+	free(buf);
+	close(fd);
+	exit(0);
 }
 
 int main(int argc, char **argv)
@@ -109,14 +182,16 @@ int main(int argc, char **argv)
 		fail("netlink unit %d not available: is %s loaded?", unit, module_for_unit(unit));
 	if (fd < 0)
 		fail("socket(AF_NETLINK, SOCK_RAW, %d): %s", unit, strerror(errno));
-	/* The kernel's error messages explain themselves (extended acks). */
-	if (setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one)) ||
-	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)))
-		fail("setsockopt: %s", strerror(errno));
 	/* Port id 0: the kernel picks a free one. */
 	if (bind(fd, (struct sockaddr *)&local, sizeof(local)) ||
 	    getsockname(fd, (struct sockaddr *)&local, &addrlen))
 		fail("bind: %s", strerror(errno));
+	if (args.subscribe)
+		subscribe(fd, &args, local.nl_pid);
+	/* The kernel's error messages explain themselves (extended acks). */
+	if (setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)))
+		fail("setsockopt: %s", strerror(errno));
 
 	/* The request: a header and the message, without its NUL. */
 	buf = malloc(NLMSG_SPACE(len) < RECV_BUF_LEN ? RECV_BUF_LEN : NLMSG_SPACE(len));

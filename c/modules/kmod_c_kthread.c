@@ -19,6 +19,11 @@
  * "kmod_c_kthread: stopping: 64 queued requests dropped". Each reply and ack
  * is a datagram of its own: the Rust twin's coalesce=1 has no C counterpart.
  *
+ * After each echo, the thread sends the listeners of multicast group 1
+ * (proto::RAW_GROUP) a copy of the reply, as kmod_c_raw does: the same
+ * type, payload and sequence number, flags 0, and the requester's port id
+ * in nlmsg_pid. Unprivileged sockets may listen (NL_CFG_F_NONROOT_RECV).
+ *
  * It serves unit 29 by default, so that it runs beside kmod-kthread (25) in
  * one boot; the unit and the queue's capacity are module parameters:
  * `insmod kmod_c_kthread.ko unit=28 capacity=16`. Run it with the C
@@ -58,6 +63,7 @@ MODULE_PARM_DESC(capacity, "How many requests may wait for the thread");
 
 #define MAX_PAYLOAD 16384
 #define ARTICLES_MSG_TYPE 0
+#define RAW_GROUP 1
 
 static struct sock *nl_sock;
 static struct task_struct *thread;
@@ -167,7 +173,40 @@ static void input(struct sk_buff *skb)
 }
 /* ANCHOR_END: receive */
 
+/* ANCHOR: broadcast */
+/*
+ * From the thread: sends the listeners of RAW_GROUP a copy of the reply to nlh, a request
+ * from portid: the same type, sequence number and payload, flags 0, and
+ * the requester's port id in nlmsg_pid. Built only if someone listens.
+ */
+static void broadcast(struct sock *sk, u32 portid, const struct nlmsghdr *nlh)
+{
+	int len = nlmsg_len(nlh);
+	struct sk_buff *skb;
+	struct nlmsghdr *copy;
+
+	if (!netlink_has_listeners(sk, RAW_GROUP))
+		return;
+	skb = nlmsg_new(len, GFP_KERNEL);
+	if (!skb)
+		goto lost;
+	copy = nlmsg_put(skb, portid, nlh->nlmsg_seq, nlh->nlmsg_type, len, 0);
+	if (!copy) {
+		nlmsg_free(skb);
+		goto lost;
+	}
+	memcpy(nlmsg_data(copy), nlmsg_data(nlh), len);
+	/* -ESRCH: the last listener left meanwhile. */
+	netlink_broadcast(sk, skb, 0, RAW_GROUP, GFP_KERNEL);
+	return;
+lost:
+	/* The listeners learn of the loss: their next recvmsg() fails with ENOBUFS. */
+	netlink_set_err(sk, 0, RAW_GROUP, -ENOBUFS);
+}
+/* ANCHOR_END: broadcast */
+
 /* ANCHOR: reply */
+
 /* Echoes nlh, a message of the datagram in, with its own type, sequence
  * number and payload: kmod_c_raw's echo(), less the length check, which
  * push() made.
@@ -178,6 +217,7 @@ static int echo(struct sk_buff *in, const struct nlmsghdr *nlh)
 	int len = nlmsg_len(nlh);
 	struct sk_buff *skb;
 	struct nlmsghdr *rep;
+	int err;
 
 	skb = nlmsg_new(len, GFP_KERNEL);
 	if (!skb)
@@ -189,7 +229,10 @@ static int echo(struct sk_buff *in, const struct nlmsghdr *nlh)
 	}
 	memcpy(nlmsg_data(rep), nlmsg_data(nlh), len);
 	/* A receiver that is full learns of the loss (ENOBUFS). */
-	return nlmsg_unicast(in->sk, skb, portid);
+	err = nlmsg_unicast(in->sk, skb, portid);
+	/* Echoed: the listeners hear of it even if the reply was lost. */
+	broadcast(in->sk, portid, nlh);
+	return err;
 }
 
 /* Echoes a request, then acks it if asked to. */
@@ -234,7 +277,12 @@ static int thread_fn(void *data)
 /* ANCHOR: create */
 static int __init c_kthread_init(void)
 {
-	struct netlink_kernel_cfg cfg = { .input = input };
+	struct netlink_kernel_cfg cfg = {
+		.input = input,
+		.groups = RAW_GROUP,
+		/* Unprivileged sockets may join the group. */
+		.flags = NL_CFG_F_NONROOT_RECV,
+	};
 
 	/* Created asleep: it runs once the socket exists. */
 	thread = kthread_create(thread_fn, NULL, "kmod_c_kthread");

@@ -15,6 +15,11 @@
  * only acked, if they ask for it. Each reply and ack is a datagram of its
  * own: the Rust twin's coalesce=1 has no C counterpart here.
  *
+ * After each echo, the listeners of multicast group 1 (proto::RAW_GROUP)
+ * get a copy of the reply: the same type, payload and sequence number,
+ * flags 0, and the requester's port id in nlmsg_pid. Unprivileged sockets
+ * may listen (NL_CFG_F_NONROOT_RECV); the copy is built only if one does.
+ *
  * It serves unit 30 by default, so that it runs beside kmod-raw (31) in one
  * boot; `insmod kmod_c_raw.ko unit=28` picks another. Run it with the C
  * client (c/clients/raw_client.c; user-raw prints the same):
@@ -24,7 +29,9 @@
  *   module raw: netlink unit 30, portid 118
  *   echo seq 1: sent 13 bytes, received 13 bytes: "hello netlink"
  *
- * and the kernel log shows "kmod_c_raw: echo on netlink unit 30". A unit
+ * (`raw_client --unit 30 --subscribe` prints the copies: "event seq 1
+ * portid 118: "hello netlink"") and the kernel log shows "kmod_c_raw: echo
+ * on netlink unit 30". A unit
  * that another module serves fails the load with EBUSY and logs
  * "kmod_c_raw: cannot serve netlink unit 31: error -16". `cargo xtask bench`
  * measures kmod-raw against it (anchor "c-module").
@@ -44,6 +51,7 @@ MODULE_PARM_DESC(unit, "Netlink protocol unit to serve");
 
 #define MAX_PAYLOAD 16384
 #define ARTICLES_MSG_TYPE 0
+#define RAW_GROUP 1
 
 static struct sock *nl_sock;
 
@@ -55,6 +63,38 @@ static bool echoes(const struct nlmsghdr *nlh)
 		(nlh->nlmsg_flags & NLM_F_REQUEST));
 }
 
+/* ANCHOR: broadcast */
+/*
+ * Sends the listeners of RAW_GROUP a copy of the reply to nlh, a request
+ * from portid: the same type, sequence number and payload, flags 0, and
+ * the requester's port id in nlmsg_pid. Built only if someone listens.
+ */
+static void broadcast(struct sock *sk, u32 portid, const struct nlmsghdr *nlh)
+{
+	int len = nlmsg_len(nlh);
+	struct sk_buff *skb;
+	struct nlmsghdr *copy;
+
+	if (!netlink_has_listeners(sk, RAW_GROUP))
+		return;
+	skb = nlmsg_new(len, GFP_KERNEL);
+	if (!skb)
+		goto lost;
+	copy = nlmsg_put(skb, portid, nlh->nlmsg_seq, nlh->nlmsg_type, len, 0);
+	if (!copy) {
+		nlmsg_free(skb);
+		goto lost;
+	}
+	memcpy(nlmsg_data(copy), nlmsg_data(nlh), len);
+	/* -ESRCH: the last listener left meanwhile. */
+	netlink_broadcast(sk, skb, 0, RAW_GROUP, GFP_KERNEL);
+	return;
+lost:
+	/* The listeners learn of the loss: their next recvmsg() fails with ENOBUFS. */
+	netlink_set_err(sk, 0, RAW_GROUP, -ENOBUFS);
+}
+/* ANCHOR_END: broadcast */
+
 /* ANCHOR: reply */
 /* Echoes nlh, a message of the datagram in, with its own type, sequence
  * number and payload.
@@ -65,6 +105,7 @@ static int echo(struct sk_buff *in, const struct nlmsghdr *nlh)
 	int len = nlmsg_len(nlh);
 	struct sk_buff *skb;
 	struct nlmsghdr *rep;
+	int err;
 
 	if (len > MAX_PAYLOAD)
 		return -EMSGSIZE;
@@ -78,7 +119,10 @@ static int echo(struct sk_buff *in, const struct nlmsghdr *nlh)
 	}
 	memcpy(nlmsg_data(rep), nlmsg_data(nlh), len);
 	/* A receiver that is full learns of the loss (ENOBUFS). */
-	return nlmsg_unicast(in->sk, skb, portid);
+	err = nlmsg_unicast(in->sk, skb, portid);
+	/* Echoed: the listeners hear of it even if the reply was lost. */
+	broadcast(in->sk, portid, nlh);
+	return err;
 }
 /* ANCHOR_END: reply */
 
@@ -117,7 +161,12 @@ static void input(struct sk_buff *skb)
 /* ANCHOR: create */
 static int __init c_raw_init(void)
 {
-	struct netlink_kernel_cfg cfg = { .input = input };
+	struct netlink_kernel_cfg cfg = {
+		.input = input,
+		.groups = RAW_GROUP,
+		/* Unprivileged sockets may join the group. */
+		.flags = NL_CFG_F_NONROOT_RECV,
+	};
 
 	/*
 	 * Last, as nothing may fail once userspace can reach the unit. Every

@@ -175,7 +175,7 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
 const VM_TESTS: &[(&str, usize)] = &[
     ("tests/raw_client.rs", 81),
     ("tests/genl_raw_client.rs", 24),
-    ("tests/c_clients.rs", 6),
+    ("tests/c_clients.rs", 13),
     ("user-genl/tests/vm.rs", 8),
     ("user-libnl-style/tests/vm.rs", 8),
 ];
