@@ -1143,10 +1143,11 @@ pub struct Dump<'a> {
 
 impl Dump<'_> {
     /// Records the generation of the dumped data (`cb->seq`). When it
-    /// differs from the one of the previous message, the messages from now
-    /// on carry `NLM_F_DUMP_INTR`, telling the requester that the data
-    /// changed during the dump (`genl_dump_check_consistent()`). Set it
-    /// before putting the messages of each call.
+    /// differs from the one of the previous message, the next message that
+    /// ends ([`DumpMsg::end`]) carries `NLM_F_DUMP_INTR`, telling the
+    /// requester that the data changed during the dump
+    /// (`genl_dump_check_consistent()`). Set it before putting the messages
+    /// of each call.
     pub fn set_generation(&mut self, generation: u32) {
         // SAFETY: By the type invariant, `cb` is valid, and ours in the call.
         unsafe { (*self.cb).seq = generation };
@@ -1154,8 +1155,8 @@ impl Dump<'_> {
 
     /// Starts the next message of the dump, with command `cmd`: the
     /// requester's port id and sequence number, `NLM_F_MULTI`
-    /// (`genlmsg_put()`, `genl_dump_check_consistent()`). Fails with
-    /// `EMSGSIZE` when the headers do not fit.
+    /// (`genlmsg_put()`). Fails with `EMSGSIZE` when the headers do not
+    /// fit.
     pub fn genlmsg_put(&mut self, cmd: u8) -> Result<DumpMsg<'_>> {
         // SAFETY: By the type invariant, `cb`, its request skb and header,
         // and the `genl_info` that `genl_start()` set up are valid; the
@@ -1172,12 +1173,10 @@ impl Dump<'_> {
             )
         };
         let hdr = NonNull::new(hdr).ok_or(EMSGSIZE)?;
-        // SAFETY: `hdr` is the user header of the message just started in
-        // the dump's buffer.
-        unsafe { bindings::genl_dump_check_consistent(self.cb, hdr.as_ptr()) };
         // INVARIANT: `hdr` is the user header of the last message of `skb`.
         Ok(DumpMsg {
             skb: self.skb,
+            cb: self.cb,
             hdr,
             _lifetime: PhantomData,
         })
@@ -1190,9 +1189,11 @@ impl Dump<'_> {
 /// # Invariants
 ///
 /// `hdr` points to the user header of the last message started in `skb`,
-/// the buffer of the running `dumpit`, valid for `'a`.
+/// the buffer of the running `dumpit`, and `cb` is the dump's callback;
+/// both are valid for `'a`.
 pub struct DumpMsg<'a> {
     skb: *mut bindings::sk_buff,
+    cb: *mut bindings::netlink_callback,
     hdr: NonNull<c_void>,
     _lifetime: PhantomData<&'a mut bindings::sk_buff>,
 }
@@ -1210,12 +1211,19 @@ impl PutAttr for DumpMsg<'_> {
 }
 
 impl DumpMsg<'_> {
-    /// Ends the message (`genlmsg_end()`): it stays in the buffer.
+    /// Ends the message: it stays in the buffer (`genlmsg_end()`), flagged
+    /// `NLM_F_DUMP_INTR` if the generation changed since the previous
+    /// message (`genl_dump_check_consistent()`). The check comes last, so
+    /// that a message cancelled for want of room does not take the flag
+    /// with it: the core flags only the first message after a change.
     pub fn end(self) {
         let me = ManuallyDrop::new(self);
         // SAFETY: By the type invariant, `hdr` is the user header of the
-        // last message in the skb.
-        unsafe { bindings::genlmsg_end(me.skb, me.hdr.as_ptr()) };
+        // last message in the skb, and `cb` the dump's callback.
+        unsafe {
+            bindings::genl_dump_check_consistent(me.cb, me.hdr.as_ptr());
+            bindings::genlmsg_end(me.skb, me.hdr.as_ptr());
+        }
     }
 }
 
