@@ -86,8 +86,12 @@ static void broadcast(struct sock *sk, u32 portid, const struct nlmsghdr *nlh)
 		goto lost;
 	}
 	memcpy(nlmsg_data(copy), nlmsg_data(nlh), len);
-	/* -ESRCH: the last listener left meanwhile. */
-	netlink_broadcast(sk, skb, 0, RAW_GROUP, GFP_KERNEL);
+	/*
+	 * nlmsg_multicast(): netlink_broadcast() with the group recorded, which
+	 * the listeners' recvmsg() reports in nl_groups. -ESRCH: the last
+	 * listener left meanwhile.
+	 */
+	nlmsg_multicast(sk, skb, 0, RAW_GROUP, GFP_KERNEL);
 	return;
 lost:
 	/* The listeners learn of the loss: their next recvmsg() fails with ENOBUFS. */

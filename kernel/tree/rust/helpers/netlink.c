@@ -46,6 +46,12 @@ int rust_helper_nlmsg_unicast(struct sock *sk, struct sk_buff *skb, u32 portid)
 	return nlmsg_unicast(sk, skb, portid);
 }
 
+int rust_helper_nlmsg_multicast(struct sock *sk, struct sk_buff *skb,
+				u32 portid, unsigned int group, gfp_t flags)
+{
+	return nlmsg_multicast(sk, skb, portid, group, flags);
+}
+
 void rust_helper_nlmsg_free(struct sk_buff *skb)
 {
 	nlmsg_free(skb);

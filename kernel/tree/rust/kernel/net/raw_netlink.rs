@@ -187,22 +187,19 @@ impl SocketRef {
     }
 
     /// Sends `skb` to every listener of multicast group `group` but
-    /// `portid` (`netlink_broadcast()`). Never blocks with `GFP_ATOMIC`: a
+    /// `portid` (`nlmsg_multicast()`: `netlink_broadcast()`, with the group
+    /// recorded, so that the listeners' `recvmsg()` reports it in
+    /// `nl_groups`, as it does for the core's own notifications). Never
+    /// blocks with `GFP_ATOMIC`: a
     /// listener whose buffer is full loses the message and gets `ENOBUFS`
     /// on its next `recvmsg()`, unless it set `NETLINK_NO_ENOBUFS`.
     /// `ESRCH` means that nobody listens.
     pub fn broadcast(&self, skb: NetlinkSkBuff, portid: u32, group: u32, flags: Flags) -> Result {
         // SAFETY: By the type invariant, `self` is a valid kernel netlink
-        // socket. `netlink_broadcast()` takes over the skb in every case and
+        // socket. `nlmsg_multicast()` takes over the skb in every case and
         // ignores a group that the unit does not have.
         to_result(unsafe {
-            bindings::netlink_broadcast(
-                self.as_raw(),
-                skb.into_raw(),
-                portid,
-                group,
-                flags.as_raw(),
-            )
+            bindings::nlmsg_multicast(self.as_raw(), skb.into_raw(), portid, group, flags.as_raw())
         })
     }
 }
