@@ -832,6 +832,141 @@ mod tests {
         );
     }
 
+    fn dump(interrupted: bool) -> Dump {
+        Dump {
+            target: Target::Family(25),
+            json_target: Target::Family(25).json(),
+            portid: 1234,
+            seq: 1,
+            entries: vec![
+                Entry {
+                    id: 1,
+                    portid: 1230,
+                    msg: b"hello".to_vec(),
+                },
+                Entry {
+                    id: 2,
+                    portid: 1231,
+                    msg: b"hello \"netlink\"".to_vec(),
+                },
+            ],
+            interrupted,
+        }
+    }
+
+    #[test]
+    fn dump_and_subscribe_switches() {
+        let args = parse(&["--module", "genl", "--dump"]).expect("parses");
+        assert!(args.dump && check_usage(&args, "unit").is_ok());
+        let args = parse(&["--dump"]).expect("parses");
+        assert_eq!(
+            check_usage(&args, "unit").unwrap_err(),
+            "--dump applies to generic netlink only: the raw units keep no log"
+        );
+        let args = parse(&["--module", "genl", "--unit", "3"]).expect("parses");
+        assert_eq!(check_usage(&args, "unit").unwrap_err(), "unit");
+        for bad in [
+            &["--dump", "--subscribe"][..],
+            &["--dump", "--count", "2"],
+            &["--dump", "hi"],
+            &["--dump", "--ack"],
+            &["--subscribe", "--size", "3"],
+            &["--subscribe", "hi"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let args = parse(&["--subscribe", "--count", "2", "--module", "kthread"]).expect("parses");
+        assert!(args.subscribe && args.count == Some(2));
+    }
+
+    #[test]
+    fn dump_lines() {
+        let args = parse(&["--module", "genl", "--dump"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        assert_eq!(
+            out.dump_text(&dump(false)),
+            "module genl: family my_genl id 25, portid 1234\n\
+             entry id 1 portid 1230: \"hello\"\n\
+             entry id 2 portid 1231: \"hello \\\"netlink\\\"\"\n\
+             done seq 1: 2 entries\n"
+        );
+        assert!(out
+            .dump_text(&dump(true))
+            .ends_with("done seq 1: 2 entries, interrupted\n"));
+        assert_eq!(
+            out.json_dump(&dump(false)),
+            r#"{"client":"raw","module":"genl","family_id":25,"portid":1234,"ok":true,"seq":1,"entries":[{"id":1,"portid":1230,"msg":"hello"},{"id":2,"portid":1231,"msg":"hello \"netlink\""}],"interrupted":false}"#
+        );
+        assert!(out.json_dump(&dump(true)).ends_with(
+            r#""interrupted":true,"error":"the echo log changed during the dump (NLM_F_DUMP_INTR): run it again"}"#
+        ));
+    }
+
+    #[test]
+    fn subscription_lines() {
+        let args = parse(&["--module", "genl", "--subscribe"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        let group = Group::Genl {
+            name: "events".into(),
+            id: 26,
+        };
+        assert_eq!(
+            out.header(Target::Family(25), 1234, Some(&group)),
+            "module genl: family my_genl id 25, group events id 26, portid 1234\n"
+        );
+        let event = Event::Genl(Entry {
+            id: 3,
+            portid: 1240,
+            msg: b"hello".to_vec(),
+        });
+        assert_eq!(out.event_line(&event), "event id 3 portid 1240: \"hello\"\n");
+        let raw = Event::Raw {
+            seq: 5,
+            portid: 1240,
+            payload: b"hello".to_vec(),
+        };
+        assert_eq!(out.event_line(&raw), "event seq 5 portid 1240: \"hello\"\n");
+        let args = parse(&["--subscribe"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        assert_eq!(
+            out.header(Target::Unit(31), 1234, Some(&Group::Raw(1))),
+            "module raw: netlink unit 31, group 1, portid 1234\n"
+        );
+        let args = parse(&["--subscribe", "--json"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        assert_eq!(
+            out.event_line(&event),
+            "{\"event\":{\"id\":3,\"portid\":1240,\"msg\":\"hello\"}}\n"
+        );
+        assert_eq!(
+            out.event_line(&raw),
+            "{\"event\":{\"seq\":5,\"portid\":1240,\"msg\":\"hello\"}}\n"
+        );
+    }
+
+    #[test]
+    fn follow_stops_after_count_and_goes_on_after_lost_events() {
+        let args = parse(&["--subscribe", "--count", "2"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        let raw = |seq| {
+            Notice::Event(Event::Raw {
+                seq,
+                portid: 1,
+                payload: Vec::new(),
+            })
+        };
+        let mut notices = vec![raw(1), Notice::Lost, raw(2), raw(3)].into_iter();
+        let mut calls = 0;
+        let code = out.follow(|| {
+            calls += 1;
+            Ok(notices.next().expect("no more than asked for"))
+        });
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(calls, 3, "two events and the lost notice");
+        let code = out.follow(|| anyhow::bail!("gone"));
+        assert_eq!(code, ExitCode::FAILURE);
+    }
+
     /// A client whose echo returns what it is given, or garbles it.
     struct Loopback {
         seq: u32,

@@ -249,6 +249,7 @@ impl Echo for Client {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use rosetta_cli::Module;
 
     #[test]
     fn the_switches_are_rosetta_clis() {
