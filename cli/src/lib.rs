@@ -919,7 +919,10 @@ mod tests {
             portid: 1240,
             msg: b"hello".to_vec(),
         });
-        assert_eq!(out.event_line(&event), "event id 3 portid 1240: \"hello\"\n");
+        assert_eq!(
+            out.event_line(&event),
+            "event id 3 portid 1240: \"hello\"\n"
+        );
         let raw = Event::Raw {
             seq: 5,
             portid: 1240,

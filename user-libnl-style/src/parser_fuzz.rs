@@ -99,8 +99,19 @@ fn parse_everything(buf: &[u8]) {
 /// `echo_raw`, `echo_genl` and `genl_ctrl_resolve` (their parsing, as
 /// they do it) and an ERR callback, for each state of the loop.
 fn receive_paths(buf: &[u8]) {
-    for (ack_pending, multipart) in [(false, false), (true, false), (true, true)] {
-        let (mut ack_pending, mut multipart) = (ack_pending, multipart);
+    let states = [
+        (false, false, Some(SEQ)),
+        (true, false, Some(SEQ)),
+        (true, true, Some(SEQ)),
+        (false, false, None),
+    ];
+    for (ack_pending, multipart, seq_expect) in states {
+        let mut state = RecvState {
+            seq_expect,
+            ack_pending,
+            multipart,
+            interrupted: false,
+        };
         let mut kept = Vec::new();
         let mut cb = NlCb::new();
         cb.set(NlCbType::Valid, |msg| {
@@ -114,7 +125,7 @@ fn receive_paths(buf: &[u8]) {
             assert!(err.extack.as_ref().map_or(0, String::len) <= 3 * buf.len());
             Ok(NlCbAction::Skip)
         });
-        let _ = handle_datagram(buf, SEQ, &mut ack_pending, &mut multipart, &mut cb);
+        let _ = handle_datagram(buf, &mut state, &mut cb);
         drop(cb);
         assert!(kept.iter().all(|&len| len <= buf.len()));
 
@@ -134,7 +145,23 @@ fn receive_paths(buf: &[u8]) {
             tb.require(CTRL_ATTR_FAMILY_ID)?.nla_get_u16()?;
             Ok(NlCbAction::Ok)
         });
-        let _ = handle_datagram(buf, SEQ, &mut ack_pending, &mut multipart, &mut cb);
+        let _ = handle_datagram(buf, &mut state, &mut cb);
+
+        // dump_log's and recv_events' callbacks, and a DUMP_INTR callback.
+        let mut cb = NlCb::new();
+        cb.set(NlCbType::Valid, |msg| {
+            if let Ok(e) = parse_entry(msg, proto::GENL_CMD_GET) {
+                assert!(e.msg.len() <= buf.len());
+            }
+            let _ = parse_entry(msg, proto::GENL_CMD_EVENT);
+            Ok(NlCbAction::Ok)
+        });
+        cb.set(NlCbType::DumpIntr, |_| Ok(NlCbAction::Ok));
+        cb.set(NlCbType::Finish, |msg| {
+            let _ = NlMsgErr::parse_done(msg);
+            Ok(NlCbAction::Stop)
+        });
+        let _ = handle_datagram(buf, &mut state, &mut cb);
     }
 }
 
