@@ -36,8 +36,13 @@
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use rosetta_cli::{echo_many, Echo, Fields, Module, Output, Target};
-use user_genl::{GenlClient, Mode, RawClient};
+use std::collections::VecDeque;
+
+use rosetta_cli::{
+    check_usage, echo_many, Dump, Echo, Entry, Event, Fields, Group, Notice, Output, Subscription,
+    Target,
+};
+use user_genl::{GenlClient, Mode, RawClient, Subscriber};
 
 /// Echo a message through a netlink-rosetta kernel module (neli).
 #[derive(Parser)]
@@ -75,11 +80,138 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let out =
         Output::new("user-genl", "neli", &cli.args).with_field("mode", Mode::from(cli.mode).name());
-    if cli.args.module == Module::Genl && cli.args.unit.is_some() {
-        return out.usage_error("--unit applies to the raw modules; genl uses NETLINK_GENERIC");
+    let unit_message = "--unit applies to the raw modules; genl uses NETLINK_GENERIC";
+    if let Err(message) = check_usage(&cli.args, unit_message) {
+        return out.usage_error(&message);
+    }
+    if cli.args.dump {
+        return out.finish_dump(dump(&cli));
+    }
+    if cli.args.subscribe {
+        return match subscribe(&cli) {
+            Ok((header, mut listener)) => {
+                out.subscribed(&header);
+                out.follow(|| listener.next())
+            }
+            Err(err) => out.error(err),
+        };
     }
     out.finish(connect(&cli).and_then(|mut client| echo_many(&cli.args, &mut client)))
 }
+
+fn entry(e: user_genl::Entry) -> Entry {
+    Entry {
+        id: e.id,
+        portid: e.portid,
+        msg: e.msg,
+    }
+}
+
+/// The socket's unit, then the family by name and id (as the echo's JSON).
+fn genl_json(c: &GenlClient) -> Fields {
+    Fields::new()
+        .num("unit", c.unit())
+        .str("family", c.family())
+        .num("family_id", c.family_id())
+}
+
+// ANCHOR: dump
+/// `--dump`: `GenlClient::dump`, neli's `NlmF::DUMP` and its receive
+/// iterator (router) or our receive loop over neli's parser (socket).
+fn dump(cli: &Cli) -> anyhow::Result<Dump> {
+    let timeout = cli.args.timeout();
+    let mut client = GenlClient::connect(proto::GENL_FAMILY_NAME, Mode::from(cli.mode), timeout)?;
+    let dump = client.dump()?;
+    Ok(Dump {
+        target: Target::Family(client.family_id()),
+        json_target: genl_json(&client),
+        portid: client.portid(),
+        seq: dump.seq,
+        entries: dump.entries.into_iter().map(entry).collect(),
+        interrupted: dump.interrupted,
+    })
+}
+// ANCHOR_END: dump
+
+/// A subscribed client and the events of its last receive not yet shown.
+struct Listener {
+    subscriber: Subscriber,
+    pending: VecDeque<Event>,
+}
+
+impl Listener {
+    fn next(&mut self) -> anyhow::Result<Notice> {
+        while self.pending.is_empty() {
+            match self.subscriber.next_events() {
+                Ok(events) => self.pending.extend(events.into_iter().map(|e| match e {
+                    user_genl::Event::Genl(e) => Event::Genl(entry(e)),
+                    user_genl::Event::Raw {
+                        seq,
+                        portid,
+                        payload,
+                    } => Event::Raw {
+                        seq,
+                        portid,
+                        payload,
+                    },
+                })),
+                Err(user_genl::Error::Overrun) => return Ok(Notice::Lost),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Notice::Event(
+            self.pending.pop_front().unwrap_or_else(|| unreachable!()),
+        ))
+    }
+}
+
+// ANCHOR: subscribe
+/// `--subscribe`: neli resolves the "events" group and joins it
+/// (`resolve_nl_mcast_group`, `add_mcast_membership`), or group 1 of the
+/// raw unit.
+fn subscribe(cli: &Cli) -> anyhow::Result<(Subscription, Listener)> {
+    let mode = Mode::from(cli.mode);
+    let timeout = cli.args.timeout();
+    let (target, json_target, subscriber, group) = match cli.args.raw_unit() {
+        Some(unit) => {
+            let client = RawClient::connect(unit, mode, timeout)?;
+            let json = Fields::new().num("unit", unit);
+            let subscriber = client.subscribe()?;
+            (
+                Target::Unit(unit),
+                json,
+                subscriber,
+                Group::Raw(proto::RAW_GROUP),
+            )
+        }
+        None => {
+            let client = GenlClient::connect(proto::GENL_FAMILY_NAME, mode, timeout)?;
+            let (target, json) = (Target::Family(client.family_id()), genl_json(&client));
+            let name = proto::GENL_MCGRP_EVENTS;
+            let subscriber = client.subscribe(name)?;
+            let group = Group::Genl {
+                name: name.into(),
+                id: subscriber.group(),
+            };
+            (target, json, subscriber, group)
+        }
+    };
+    let header = Subscription {
+        target,
+        json_target,
+        portid: subscriber.portid(),
+        group,
+    };
+    let pending = VecDeque::new();
+    Ok((
+        header,
+        Listener {
+            subscriber,
+            pending,
+        },
+    ))
+}
+// ANCHOR_END: subscribe
 
 /// One of the library's two clients.
 enum Client {
@@ -134,10 +266,7 @@ impl Echo for Client {
     fn json_target(&self) -> Fields {
         match self {
             Client::Raw(c) => Fields::new().num("unit", c.unit()),
-            Client::Genl(c) => Fields::new()
-                .num("unit", c.unit())
-                .str("family", c.family())
-                .num("family_id", c.family_id()),
+            Client::Genl(c) => genl_json(c),
         }
     }
 }
@@ -146,6 +275,7 @@ impl Echo for Client {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use rosetta_cli::Module;
 
     #[test]
     fn the_switches_are_rosetta_clis_plus_mode() {

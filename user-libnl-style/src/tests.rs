@@ -453,7 +453,7 @@ fn dump_intr_goes_to_its_callback_or_is_remembered() {
         dump_msg(5, NLM_F_DUMP_INTR, 2, "b"),
         done(5, 0, 0, &[]),
     ]);
-    let (entries, intr, results) = run_dump(&[datagram.clone()], true);
+    let (entries, intr, results) = run_dump(std::slice::from_ref(&datagram), true);
     assert_eq!((entries.len(), intr, results), (2, true, vec![Ok(true)]));
     // Without the callback the loop state remembers it: recvmsgs then
     // fails with DumpInterrupted after NLMSG_DONE, as libnl does.
