@@ -81,7 +81,7 @@ pub enum Event {
 
 /// The entry of a `GET` reply or dump message, or of an `EVENT` (`cmd`),
 /// with neli's attribute handle: all three attributes are required.
-fn entry_of(msg: &MyGenlMsg, cmd: MyGenlCmd) -> Result<Entry, Error> {
+pub(crate) fn entry_of(msg: &MyGenlMsg, cmd: MyGenlCmd) -> Result<Entry, Error> {
     if *msg.cmd() != cmd {
         return Err(Error::Unexpected(format!(
             "message with command {:?}, expected {cmd:?}",
@@ -134,7 +134,10 @@ fn get_request(id: Option<u32>) -> Result<MyGenlMsg, Error> {
 
 /// One message of a dump, as both modes see it: an entry, the end, or
 /// something to skip. Notes `NlmF::DUMP_INTR` in `dump`.
-fn dump_message(message: &Nlmsghdr<u16, MyGenlMsg>, dump: &mut LogDump) -> Result<bool, Error> {
+pub(crate) fn dump_message(
+    message: &Nlmsghdr<u16, MyGenlMsg>,
+    dump: &mut LogDump,
+) -> Result<bool, Error> {
     dump.interrupted |= message.nl_flags().contains(NlmF::DUMP_INTR);
     match message.nl_payload() {
         NlPayload::Payload(p) => {
@@ -280,7 +283,12 @@ impl Conn {
 /// `CTRL_ATTR_MCAST_GROUPS` of the controller's reply, with neli's nested
 /// attribute handles (as `NlRouter::resolve_nl_mcast_group` reads them):
 /// (name, id) of each group.
-fn mcast_groups_of(reply: &CtrlMsg) -> Result<Vec<(String, u32)>, Error> {
+pub(crate) fn mcast_groups_of(reply: &CtrlMsg) -> Result<Vec<(String, u32)>, Error> {
+    // neli parses the nests here, lazily: through neli_parse (quirk 6).
+    neli_parse(|| mcast_groups_unguarded(reply))?
+}
+
+fn mcast_groups_unguarded(reply: &CtrlMsg) -> Result<Vec<(String, u32)>, Error> {
     let attrs = reply.attrs().get_attr_handle();
     let Ok(groups) = attrs.get_nested_attributes::<Index>(CtrlAttr::McastGroups) else {
         return Ok(Vec::new()); // a family without groups

@@ -11,7 +11,9 @@
 //! file.
 
 use proptest::prelude::*;
-use rosetta_fuzzgen::{attrs_or_noise, config, datagram_or_noise, Favoured};
+use rosetta_fuzzgen::{
+    attrs_or_noise, config, datagram_or_noise, dump_or_noise, mcast_groups_attr, Favoured,
+};
 
 use super::*;
 
@@ -165,8 +167,58 @@ fn receive_paths(buf: &[u8]) {
     }
 }
 
+/// `genl_ctrl_resolve_grp`'s parsing of the controller's reply: the
+/// groups' nests, each parsed with its policy.
+fn resolve_grp_parsing(attrs: &[u8]) {
+    let Ok(tb) = nla_parse(
+        attrs,
+        CTRL_ATTR_MCAST_GROUPS,
+        &[(CTRL_ATTR_MCAST_GROUPS, NlaPolicy::Nested)],
+    ) else {
+        return;
+    };
+    let Some(groups) = tb.get(CTRL_ATTR_MCAST_GROUPS) else {
+        return;
+    };
+    let policy = [
+        (
+            CTRL_ATTR_MCAST_GRP_NAME,
+            NlaPolicy::NulString {
+                max_len: GENL_NAMSIZ - 1,
+            },
+        ),
+        (CTRL_ATTR_MCAST_GRP_ID, NlaPolicy::U32),
+    ];
+    let mut count = 0;
+    for nest in groups.nested_attrs() {
+        let Ok(nest) = nest else { continue };
+        count += 1;
+        if let Ok(grp) = nest.nla_parse_nested(CTRL_ATTR_MCAST_GRP_ID, &policy) {
+            let _ = grp
+                .get(CTRL_ATTR_MCAST_GRP_NAME)
+                .map(|n| n.nla_get_string());
+            let _ = grp.get(CTRL_ATTR_MCAST_GRP_ID).map(|n| n.nla_get_u32());
+        }
+    }
+    assert!(count <= attrs.len() / NLA_HDRLEN);
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn parser_fuzz_dumps(buf in dump_or_noise(FAVOURED)) {
+        parse_everything(&buf);
+        receive_paths(&buf);
+        for msg in messages(&buf).flatten() {
+            let _ = NlMsgErr::parse_done(&msg);
+        }
+    }
+
+    #[test]
+    fn parser_fuzz_mcast_groups(groups in mcast_groups_attr(), rest in attrs_or_noise()) {
+        resolve_grp_parsing(&[groups, rest].concat());
+    }
 
     #[test]
     fn parser_fuzz_datagrams(buf in datagram_or_noise(FAVOURED)) {
