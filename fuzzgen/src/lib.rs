@@ -316,7 +316,7 @@ pub fn entry_attrs() -> impl Strategy<Value = Vec<u8>> {
         any::<bool>(),
     )
         .prop_map(|(id, msg, portid, extra, reverse)| {
-            let mut attrs = vec![id, msg, portid, extra.unwrap_or_default()];
+            let mut attrs = [id, msg, portid, extra.unwrap_or_default()];
             if reverse {
                 attrs.reverse();
             }
