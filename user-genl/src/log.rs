@@ -190,6 +190,7 @@ impl SocketConn {
         &mut self,
         family_id: u16,
         request: MyGenlMsg,
+        each: &mut dyn FnMut(&Entry),
     ) -> Result<LogDump, RequestError<MyGenlMsg>> {
         let seq = self.seq;
         let request = NlmsghdrBuilder::default()
@@ -212,7 +213,13 @@ impl SocketConn {
             let len = self.recv_datagram()?;
             let mut datagram = Cursor::new(&self.recv_buf[..len]);
             while let Some(message) = next_message::<MyGenlMsg>(&mut datagram)? {
-                if *message.nl_seq() == seq && dump_message(&message, &mut dump)? {
+                if *message.nl_seq() != seq {
+                    continue;
+                }
+                let before = dump.entries.len();
+                let done = dump_message(&message, &mut dump)?;
+                dump.entries[before..].iter().for_each(&mut *each);
+                if done {
                     return Ok(dump);
                 }
             }
@@ -223,19 +230,21 @@ impl SocketConn {
 impl Conn {
     /// A dump of the echo log, in either mode, as [`Conn::request`] does a
     /// request.
-    fn dump(&mut self, family_id: u16) -> Result<LogDump, Error> {
+    fn dump(&mut self, family_id: u16, each: &mut dyn FnMut(&Entry)) -> Result<LogDump, Error> {
         let (unit, timeout) = (self.unit, self.timeout);
         let request = get_request(None)?;
         if let Transport::Socket(conn) = &mut self.transport {
             conn.seq = conn.seq.checked_add(1).unwrap_or(1);
             self.last_seq = conn.seq;
             return conn
-                .dump(family_id, request)
+                .dump(family_id, request, each)
                 .map_err(|e| e.into_error(unit, timeout));
         }
-        self.on_router(move |router, seq| {
+        let dump = self.on_router(move |router, seq| {
             router_dump(router, seq, family_id, request).map_err(|e| e.into_error(unit, timeout))
-        })
+        })?;
+        dump.entries.iter().for_each(each);
+        Ok(dump)
     }
 
     /// Join multicast group `group` and turn the connection into a
@@ -321,7 +330,16 @@ impl GenlClient {
     /// Dump the echo log: `GET` with `NlmF::DUMP`, every message until
     /// `NLMSG_DONE`.
     pub fn dump(&mut self) -> Result<LogDump, Error> {
-        self.conn.dump(self.family_id)
+        self.conn.dump(self.family_id, &mut |_| {})
+    }
+
+    /// [`GenlClient::dump`], calling `each` on every entry: in socket mode
+    /// as each datagram is parsed, before the next is received (the kernel
+    /// builds the next datagram of a dump when the previous one is read);
+    /// in router mode at the end, since the router's thread reads the
+    /// datagrams as they come.
+    pub fn dump_each(&mut self, mut each: impl FnMut(&Entry)) -> Result<LogDump, Error> {
+        self.conn.dump(self.family_id, &mut each)
     }
 
     /// [`crate::Mode::Socket`] only: receive into a buffer of `len` bytes
