@@ -273,3 +273,20 @@ fn a_dump_into_a_too_small_buffer_is_truncated() {
         other => panic!("expected Truncated, got {other:?}"),
     }
 }
+
+/// `--dump` on a raw module is a usage error (exit 2), before any socket.
+#[test]
+fn dump_of_a_raw_module_is_a_usage_error() {
+    for module in ["raw", "kthread"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_user-libnl-style"))
+            .args(["--module", module, "--dump"])
+            .output()
+            .expect("the CLI runs");
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "user-libnl-style: error: --dump applies to generic netlink only: the raw units keep no log\n"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
