@@ -10,6 +10,12 @@
 //! and the output ([`Output`]: the text lines, the `--count` rate line, the
 //! `--json` line, the errors and the exit statuses).
 //!
+//! `--dump` and `--subscribe` share the same way: each client fills a
+//! [`Dump`], or a [`Subscription`] and then [`Notice`]s, and
+//! [`Output::finish_dump`], [`Output::subscribed`] and [`Output::follow`]
+//! print them (the `entry`, `done`, `event` lines and their JSON), with
+//! [`check_usage`] for what clap cannot check (`--dump` on a raw module).
+//!
 //! The netlink code stays in each client: its `main.rs` connects with its
 //! own library, implements [`Echo`] (one echo, its sequence number, where it
 //! goes) and maps the library's errors, which is what differs between them.
@@ -24,6 +30,18 @@
 //! ```text
 //! {"client":"raw","module":"raw","unit":31,"ok":true,"reply":"hello","bytes":5,"round_trips":1,"seconds":0.000,"round_trips_per_s":9174.3}
 //! {"client":"raw","module":"raw","ok":false,"error":"netlink unit 31 not available: is kmod-raw loaded?"}
+//! ```
+//!
+//! ```text
+//! module genl: family my_genl id 25, portid 1234
+//! entry id 1 portid 1230: "hello"
+//! done seq 1: 1 entries
+//! {"client":"raw","module":"genl","family_id":25,"portid":1234,"ok":true,"seq":1,"entries":[{"id":1,"portid":1230,"msg":"hello"}],"interrupted":false}
+//! module genl: family my_genl id 25, group events id 26, portid 1234
+//! event id 3 portid 1240: "hello"
+//! {"client":"raw","module":"genl","family_id":25,"portid":1234,"ok":true,"group":{"name":"events","id":26}}
+//! {"event":{"id":3,"portid":1240,"msg":"hello"}}
+//! {"event":{"seq":5,"portid":1240,"msg":"hello"}}
 //! ```
 
 use std::process::ExitCode;

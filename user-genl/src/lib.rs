@@ -67,6 +67,18 @@
 //! those. The router receives through `NlSocketHandle::recv` on its thread,
 //! so it still pays the re-zeroing.
 //!
+//! ## Dumps and groups
+//!
+//! [`GenlClient::dump`] sends `GET` with `NlmF::DUMP`: in router mode the
+//! handle of `NlRouter::send` yields every message until `NLMSG_DONE`; in
+//! socket mode our loop parses each datagram with neli. [`GenlClient::get`]
+//! is the `do`. [`GenlClient::subscribe`] resolves the group with
+//! `NlRouter::resolve_nl_mcast_group` (router) or the same request by hand
+//! (socket), joins it with `add_mcast_membership`, and returns a
+//! [`Subscriber`]: the router's multicast handle, or our own receive.
+//! [`RawClient::subscribe`] joins a raw unit's group 1. Quirks 8 to 10 are
+//! in `src/log.rs`.
+//!
 //! ## neli quirks you will see here (neli 0.7.5)
 //!
 //! 1. **`nlmsg_len` is always padded.** `NlmsghdrBuilder::build()` sets

@@ -38,9 +38,39 @@
 //! `user-libnl-style: error: <message>` with exit status 1 (2 for usage
 //! errors).
 //!
+//! `--dump` (generic netlink only) prints the echo log of `kmod-genl`,
+//! oldest first, then the end of the dump (the `done` seq is the dump
+//! request's); `--subscribe` prints the notifications (genl: the "events"
+//! group; raw and kthread: group 1 of the unit) until `--count` were seen,
+//! its first line printed once the group is joined:
+//!
+//! ```text
+//! cargo xtask vm --modules genl -- sh -c 'target/debug/user-libnl-style --module genl hello; target/debug/user-libnl-style --module genl --dump'
+//! ```
+//!
+//! ```text
+//! module genl: family my_genl id 25, portid 1234
+//! entry id 1 portid 1230: "hello"
+//! done seq 1: 1 entries
+//!
+//! module genl: family my_genl id 25, group events id 26, portid 1234
+//! event id 3 portid 1240: "hello"
+//!
+//! module raw: netlink unit 31, group 1, portid 1234
+//! event seq 5 portid 1240: "hello"
+//! ```
+//!
+//! A dump during which the log changed (`NLM_F_DUMP_INTR`) ends its `done`
+//! line with `, interrupted`, then says so on stderr, exit status 1.
+//! Events lost to a full receive buffer (ENOBUFS) are a line on stderr,
+//! and the subscription goes on.
+//!
 //! The switches and the lines are those of all three clients, in the
 //! `rosetta_cli` crate; this file holds what is particular to the library:
-//! connecting, the echo, and how its errors map.
+//! connecting, the echo, the dump (`dump_log`: VALID, DUMP_INTR and FINISH
+//! callbacks), the subscription (`genl_ctrl_resolve_grp`,
+//! `nl_socket_add_membership`, `nl_socket_disable_seq_check`), and how its
+//! errors map.
 
 use std::process::ExitCode;
 

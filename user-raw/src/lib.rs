@@ -51,6 +51,18 @@
 //! [`Socket::genl_request`] sends any command with any attributes, for the
 //! error paths.
 //!
+//! ## Dumps and multicast groups, by hand too
+//!
+//! [`Socket::genl_dump`] sends `GET` with `NLM_F_DUMP` and reads datagram
+//! after datagram, each walked by [`genl::multipart_datagram`]: messages
+//! flagged `NLM_F_MULTI`, `NLM_F_DUMP_INTR` noted, until `NLMSG_DONE`, whose
+//! `int` is the dump's result. [`Socket::genl_get`] is the same `GET` as a
+//! `do`. [`Socket::add_membership`] joins a group with
+//! `NETLINK_ADD_MEMBERSHIP`: a raw unit's [`proto::RAW_GROUP`], or a generic
+//! netlink group whose id [`Family::mcast_group`] found in the controller's
+//! nested `CTRL_ATTR_MCAST_GROUPS`; [`Socket::recv_genl_events`] and
+//! [`Socket::recv_raw_events`] then read the notifications.
+//!
 //! Every parser of received bytes is fuzzed on the host with proptest
 //! (`src/parser_fuzz.rs`, `cargo test -p user-raw parser_fuzz`): any bytes
 //! give `Ok` or `Err`, never a panic or an allocation sized by a length field.
