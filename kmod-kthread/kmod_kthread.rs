@@ -23,6 +23,9 @@
 //! answers that the thread sends in a row to the same port travel together,
 //! in as few datagrams as fit ([`Replies`]).
 //!
+//! After each echo, the thread sends a copy of it to the unit's multicast
+//! group 1 (`proto::RAW_GROUP`), if anybody listens, as kmod-raw does.
+//!
 //! The unit, the queue's capacity and the coalescing are module parameters:
 //! `insmod kmod_kthread.ko unit=24 capacity=16 coalesce=1`.
 //!
@@ -42,7 +45,10 @@
 
 use kernel::c_str;
 use kernel::kthread::{Context, Run, Thread};
-use kernel::net::netlink::{Input, Message, MessageCopy, Received, RecvSkBuff, Replies, Socket};
+use kernel::net::netlink::NetlinkSkBuff;
+use kernel::net::raw_netlink::{
+    Config, Input, Message, MessageCopy, Received, RecvSkBuff, Replies, Socket, SocketRef,
+};
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, Mutex};
 
@@ -184,11 +190,12 @@ impl Run for Worker {
         while let Some(requests) = self.queue.pop_all() {
             let mut replies = Replies::new(&self.socket, self.coalesce, GFP_KERNEL);
             for request in requests.iter() {
-                if let Err(e) = answer(&mut replies, request) {
+                match answer(&mut replies, request) {
+                    Ok(()) => broadcast(&self.socket, request),
                     // If even the error cannot be sent, the client's socket
                     // is full and netlink reports ENOBUFS to it, or memory
                     // ran out.
-                    let _ = replies.put_ack(request, Err(e));
+                    Err(e) => drop(replies.put_ack(request, Err(e))),
                 }
             }
             // A lost datagram is reported to its receiver (ENOBUFS).
@@ -230,6 +237,28 @@ fn reason(err: Error) -> Option<&'static CStr> {
 }
 // ANCHOR_END: reply
 
+// ANCHOR: broadcast
+/// Sends a copy of the echo of `request` to the unit's group, if anybody
+/// listens: the requester's port id in `nlmsg_pid`, flags 0.
+fn broadcast(socket: &SocketRef, request: &impl Received) {
+    if !socket.has_listeners(proto::RAW_GROUP) {
+        return;
+    }
+    let payload = request.payload();
+    let copy = NetlinkSkBuff::nlmsg_new(payload.len(), GFP_KERNEL).and_then(|mut skb| {
+        skb.put(request.portid(), request.seq(), request.ty(), 0, payload)?;
+        Ok(skb)
+    });
+    match copy {
+        // ESRCH: the listeners left meanwhile. A listener whose buffer is
+        // full gets ENOBUFS from the core.
+        Ok(skb) => drop(socket.broadcast(skb, 0, proto::RAW_GROUP, GFP_KERNEL)),
+        // The listeners learn that they missed one.
+        Err(_) => socket.set_err(0, proto::RAW_GROUP, ENOBUFS),
+    }
+}
+// ANCHOR_END: broadcast
+
 // ANCHOR: create
 impl kernel::Module for KmodKthread {
     fn init(module: &'static ThisModule) -> Result<Self> {
@@ -247,7 +276,12 @@ impl kernel::Module for KmodKthread {
         )?;
         let thread = Thread::create(c_str!("kmod_kthread"), GFP_KERNEL)?;
         // Last, as nothing may fail once userspace can reach the unit.
-        let socket = Socket::new(unit, module, queue.clone()).inspect_err(|e| {
+        let config = Config {
+            unit,
+            groups: proto::RAW_GROUP,
+            nonroot_recv: true,
+        };
+        let socket = Socket::new(&config, module, queue.clone()).inspect_err(|e| {
             pr_err!(
                 "cannot serve netlink unit {}: error {}\n",
                 unit,

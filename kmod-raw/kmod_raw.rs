@@ -21,6 +21,11 @@
 //! together, in as few datagrams as fit ([`Replies`]): a client that batches
 //! requests then needs one `recvmsg()` for many replies.
 //!
+//! After each echo, a copy of it goes to the unit's multicast group 1
+//! (`proto::RAW_GROUP`), if anybody listens: same type, payload and
+//! sequence number, flags 0, and the requester's port id in `nlmsg_pid`.
+//! Unprivileged sockets may listen (`NL_CFG_F_NONROOT_RECV`).
+//!
 //! The unit and the coalescing are module parameters:
 //! `insmod kmod_raw.ko unit=30 coalesce=1`.
 //!
@@ -38,7 +43,10 @@
 //! the load with EBUSY and logs `kmod_raw: cannot serve netlink unit 2: error -16`.
 
 use kernel::c_str;
-use kernel::net::netlink::{Input, Message, Received, RecvSkBuff, Replies, Socket};
+use kernel::net::netlink::NetlinkSkBuff;
+use kernel::net::raw_netlink::{
+    Config, Input, Message, Received, RecvSkBuff, Replies, Socket, SocketRef,
+};
 use kernel::prelude::*;
 
 /// The wire contract, shared with the clients (`proto/src/wire.rs`).
@@ -87,11 +95,14 @@ impl Input for Echo {
                 }
                 continue;
             }
-            if let Err(e) = answer(&mut replies, &request) {
-                // An error goes with its extended-ack message, which only
-                // `Message::ack` sends; what is pending goes first.
-                let _ = replies.flush();
-                request.ack(Err(e), reason(e));
+            match answer(&mut replies, &request) {
+                Ok(()) => broadcast(skb.socket(), &request),
+                Err(e) => {
+                    // An error goes with its extended-ack message, which only
+                    // `Message::ack` sends; what is pending goes first.
+                    let _ = replies.flush();
+                    request.ack(Err(e), reason(e));
+                }
             }
         }
         // A lost datagram is reported to its receiver (ENOBUFS).
@@ -124,13 +135,40 @@ fn reason(err: Error) -> Option<&'static CStr> {
 }
 // ANCHOR_END: reply
 
+// ANCHOR: broadcast
+/// Sends a copy of the echo of `request` to the unit's group, if anybody
+/// listens: the requester's port id in `nlmsg_pid`, flags 0.
+fn broadcast(socket: &SocketRef, request: &impl Received) {
+    if !socket.has_listeners(proto::RAW_GROUP) {
+        return;
+    }
+    let payload = request.payload();
+    let copy = NetlinkSkBuff::nlmsg_new(payload.len(), GFP_KERNEL).and_then(|mut skb| {
+        skb.put(request.portid(), request.seq(), request.ty(), 0, payload)?;
+        Ok(skb)
+    });
+    match copy {
+        // ESRCH: the listeners left meanwhile. A listener whose buffer is
+        // full gets ENOBUFS from the core.
+        Ok(skb) => drop(socket.broadcast(skb, 0, proto::RAW_GROUP, GFP_KERNEL)),
+        // The listeners learn that they missed one.
+        Err(_) => socket.set_err(0, proto::RAW_GROUP, ENOBUFS),
+    }
+}
+// ANCHOR_END: broadcast
+
 // ANCHOR: create
 impl kernel::Module for KmodRaw {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let unit = module_parameters::unit.value();
         let coalesce = module_parameters::coalesce.value();
+        let config = Config {
+            unit,
+            groups: proto::RAW_GROUP,
+            nonroot_recv: true,
+        };
         // Last, as nothing may fail once userspace can reach the unit.
-        let socket = Socket::new(unit, module, Echo { coalesce }).inspect_err(|e| {
+        let socket = Socket::new(&config, module, Echo { coalesce }).inspect_err(|e| {
             pr_err!(
                 "cannot serve netlink unit {}: error {}\n",
                 unit,

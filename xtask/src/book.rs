@@ -837,6 +837,11 @@ pub fn normalise(line: &str) -> String {
     ] {
         s = replace_after(&s, marker, kind);
     }
+    // A multicast group's id, assigned at registration:
+    // `#1:  ID-0x7  name: events` (`genl ctrl get`).
+    if s.contains("  name: ") {
+        s = replace_after(&s, "ID-0x", Kind::Hex);
+    }
     // `10000 round trips of 5 bytes in 0.512 s: 19531 round trips/s`
     if let Some(i) = s.find(" round trips/s") {
         let head = &s[..i];
@@ -1256,6 +1261,15 @@ fn base64_decode(s: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalise_hides_group_ids_but_not_command_numbers() {
+        assert_eq!(
+            normalise("\t\t#1:  ID-0x7  name: events "),
+            "\t\t#1:  ID-0xN  name: events "
+        );
+        assert_eq!(normalise("\t\t#2:  ID-0x2 "), "\t\t#2:  ID-0x2 ");
+    }
 
     #[test]
     fn normalise_keeps_all_but_ids_times_and_rates() {

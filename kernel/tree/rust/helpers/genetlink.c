@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * netlink-rosetta: wrappers of the generic netlink static inlines that
- * `kernel::net::genetlink` calls.
+ * `kernel::net::netlink` (generic netlink) calls.
  */
 
 #ifdef CONFIG_NET
@@ -28,6 +28,35 @@ void rust_helper_genlmsg_end(struct sk_buff *skb, void *hdr)
 int rust_helper_genlmsg_reply(struct sk_buff *skb, struct genl_info *info)
 {
 	return genlmsg_reply(skb, info);
+}
+
+void rust_helper_genlmsg_cancel(struct sk_buff *skb, void *hdr)
+{
+	genlmsg_cancel(skb, hdr);
+}
+
+int rust_helper_genlmsg_multicast(const struct genl_family *family,
+				  struct sk_buff *skb, u32 portid,
+				  unsigned int group, gfp_t flags)
+{
+	return genlmsg_multicast(family, skb, portid, group, flags);
+}
+
+int rust_helper_genl_has_listeners(const struct genl_family *family,
+				   struct net *net, unsigned int group)
+{
+	return genl_has_listeners(family, net, group);
+}
+
+const struct genl_info *rust_helper_genl_info_dump(struct netlink_callback *cb)
+{
+	return genl_info_dump(cb);
+}
+
+void rust_helper_genl_dump_check_consistent(struct netlink_callback *cb,
+					    void *user_hdr)
+{
+	genl_dump_check_consistent(cb, user_hdr);
 }
 
 #endif /* CONFIG_NET */

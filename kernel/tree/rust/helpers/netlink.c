@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * netlink-rosetta: wrappers of the netlink static inlines and macros that
- * `kernel::net::netlink` calls, and the input callback of every Rust kernel
+ * `kernel::net::raw_netlink` calls, and the input callback of every Rust kernel
  * netlink socket.
  */
 

@@ -1,723 +1,106 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Netlink: a kernel socket for a protocol unit, and the messages it receives
-//! and sends.
+//! Generic netlink: a family with commands, dumps and multicast groups.
 //!
-//! A module that serves a netlink unit creates a [`Socket`] with an [`Input`]
-//! implementation. Every datagram that userspace sends to the unit reaches
-//! [`Input::input`] as a [`RecvSkBuff`], whose [`messages`] are iterated with
-//! every length checked. Replies are built in a [`NetlinkSkBuff`] and sent
-//! with [`SocketRef::unicast`], or through [`Replies`], which can coalesce
-//! them; acks and errors with [`Message::ack`]. A [`Message`] can be copied
-//! ([`MessageCopy`]) for answering later, from another thread; both are
-//! [`Received`] messages.
+//! A module describes its family in a `static` [`Family`]
+//! ([`Family::const_new`]: name, version, [`MulticastGroup`]s) and registers
+//! it, keeping the [`Registration`]: dropping it unregisters the family. A
+//! family with commands registers with [`Family::register_with`], which takes
+//! the commands as plain data ([`Ops`]: numbers, attribute policies, which
+//! ones dump) and a [`Handler`]:
 //!
-//! Scope of this slice: one kernel socket in the initial network namespace,
-//! unicast only. Names and shapes follow upstream's generic netlink
-//! abstraction (`rust/kernel/net/netlink.rs`, Linux 7.3) where they overlap.
+//! - each request reaches [`Handler::doit`] as an [`Info`] whose attributes
+//!   the core has already parsed and validated against the command's
+//!   policy (strictly: unknown attributes are rejected); the reply is built
+//!   with [`NetlinkSkBuff::new`] and [`NetlinkSkBuff::genlmsg_put_reply`]
+//!   and sent with [`GenlMsg::reply`];
+//! - a dump request (`NLM_F_DUMP`) reaches [`Handler::start`], which returns
+//!   the dump's state, a [`Handler::Cursor`]; then [`Handler::dumpit`] fills
+//!   one buffer after the other with [`Dump::genlmsg_put`] until it returns
+//!   `Ok(())`, each time with the same cursor; the cursor is dropped when
+//!   the dump ends or its socket closes (`done`);
+//! - notifications are built with [`NetlinkSkBuff::genlmsg_put`] and sent
+//!   with [`GenlMsg::multicast`], when [`Family::has_listeners`].
 //!
-//! C headers: [`include/linux/netlink.h`](srctree/include/linux/netlink.h),
-//! [`include/net/netlink.h`](srctree/include/net/netlink.h).
+//! Names and shapes are those of upstream's generic netlink abstraction
+//! (`rust/kernel/net/netlink.rs`, Linux 7.x, which exposes multicast
+//! groups only), so that a forward port is mechanical. Each public item:
 //!
-//! [`messages`]: RecvSkBuff::messages
+//! | item | upstream |
+//! |---|---|
+//! | [`GENLMSG_DEFAULT_SIZE`] | same |
+//! | [`NetlinkSkBuff`], [`NetlinkSkBuff::new`] | same (`genlmsg_new()`); fails with `Error` (`EMSGSIZE`, `ENOMEM`), not `AllocError` |
+//! | [`NetlinkSkBuff::genlmsg_put`] | same; fails with `EMSGSIZE` |
+//! | [`NetlinkSkBuff::genlmsg_put_reply`] | ours |
+//! | [`GenlMsg`]: `put_u32`, `put_string`, `put_flag`, `multicast`, cancelled on drop | same; `put_*` check the attribute type and the tailroom, `multicast` checks the group |
+//! | [`GenlMsg::reply`] | ours |
+//! | [`Family`]: `const_new`, `has_listeners`, `as_raw`, `register` | same; `has_listeners` is `false` for a group the family does not have |
+//! | [`Family::register_with`], [`Ops`], [`Command`], [`Policy`], [`Handler`] | ours |
+//! | [`MulticastGroup`], [`MulticastGroup::const_new`] | same |
+//! | [`Registration`] | same, with a type parameter for the handler (`()` for [`Family::register`]) |
+//! | [`Info`], [`Attr`], [`Dump`], [`DumpMsg`], [`PutAttr`], [`NLA_HDRLEN`], [`nla_total_size`], [`MAX_ATTR_PAYLOAD`], [`GENL_HDRLEN`] | ours |
+//!
+//! Raw netlink (a kernel socket for a protocol unit of its own) is in
+//! [`crate::net::raw_netlink`]; it builds its messages in the same
+//! [`NetlinkSkBuff`].
+//!
+//! C header: [`include/net/genetlink.h`](srctree/include/net/genetlink.h).
 
 use crate::{
-    alloc::{flags::GFP_KERNEL, Flags, KBox, KVec},
+    alloc::{Flags, KBox, KVec},
     bindings,
     error::{code::*, to_result, Result},
+    net::raw_netlink::{nlmsg_align, MAX_SKB_SIZE, NLMSG_HDRLEN},
+    prelude::*,
     str::CStr,
-    sync::Arc,
+    sync::{Arc, ArcBorrow},
     types::Opaque,
     ThisModule,
 };
-use core::{ffi::c_void, mem::size_of, ops::Deref, ptr, ptr::NonNull};
+use core::{
+    ffi::{c_int, c_void},
+    fmt,
+    marker::PhantomData,
+    mem::{size_of, ManuallyDrop},
+    ptr,
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, AtomicPtr, Ordering},
+};
 
-/// Alignment of netlink messages and of their payload (`NLMSG_ALIGNTO`).
-pub const NLMSG_ALIGNTO: usize = bindings::NLMSG_ALIGNTO as usize;
+/// The default size of a generic netlink message buffer
+/// (`GENLMSG_DEFAULT_SIZE`).
+pub const GENLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE - GENL_HDRLEN;
 
-/// Rounds `len` up to the netlink alignment (`NLMSG_ALIGN()`).
+/// Length of an attribute header, padded (`NLA_HDRLEN`).
+pub const NLA_HDRLEN: usize = nlmsg_align(size_of::<bindings::nlattr>());
+
+/// Room an attribute with `payload` bytes takes in a message, padding
+/// included (`nla_total_size()`).
 ///
-/// `len` must be below `usize::MAX - NLMSG_ALIGNTO`; lengths read from the
-/// wire are `u32`, so they always are.
-///
-/// # Examples
-///
-/// ```
-/// use kernel::net::netlink::{nlmsg_align, NLMSG_HDRLEN};
-///
-/// assert_eq!(nlmsg_align(0), 0);
-/// assert_eq!(nlmsg_align(13), 16);
-/// assert_eq!(NLMSG_HDRLEN, 16);
-/// ```
-pub const fn nlmsg_align(len: usize) -> usize {
-    (len + NLMSG_ALIGNTO - 1) & !(NLMSG_ALIGNTO - 1)
+/// `payload` must be below `usize::MAX - NLA_HDRLEN - NLMSG_ALIGNTO`; an
+/// attribute payload is at most [`MAX_ATTR_PAYLOAD`] bytes.
+pub const fn nla_total_size(payload: usize) -> usize {
+    nlmsg_align(NLA_HDRLEN + payload)
 }
 
-/// Length of the netlink message header, padded (`NLMSG_HDRLEN`).
-pub const NLMSG_HDRLEN: usize = nlmsg_align(size_of::<bindings::nlmsghdr>());
+/// The largest attribute payload: `nla_len`, which counts the header too, is
+/// 16 bits wide.
+pub const MAX_ATTR_PAYLOAD: usize = u16::MAX as usize - NLA_HDRLEN;
 
-/// Control message: nothing (`NLMSG_NOOP`).
-pub const NLMSG_NOOP: u16 = bindings::NLMSG_NOOP as u16;
-/// Control message: an error or an acknowledgement (`NLMSG_ERROR`).
-pub const NLMSG_ERROR: u16 = bindings::NLMSG_ERROR as u16;
-/// Control message: end of a multipart message (`NLMSG_DONE`).
-pub const NLMSG_DONE: u16 = bindings::NLMSG_DONE as u16;
-/// Control message: data lost (`NLMSG_OVERRUN`).
-pub const NLMSG_OVERRUN: u16 = bindings::NLMSG_OVERRUN as u16;
-/// The first message type that is not reserved for control messages
-/// (`NLMSG_MIN_TYPE`).
-pub const NLMSG_MIN_TYPE: u16 = bindings::NLMSG_MIN_TYPE as u16;
+/// Length of the generic netlink header (`GENL_HDRLEN`).
+pub const GENL_HDRLEN: usize = nlmsg_align(size_of::<bindings::genlmsghdr>());
 
-/// Flag: the message is a request (`NLM_F_REQUEST`).
-pub const NLM_F_REQUEST: u16 = bindings::NLM_F_REQUEST as u16;
-/// Flag: the sender asks for an acknowledgement (`NLM_F_ACK`).
-pub const NLM_F_ACK: u16 = bindings::NLM_F_ACK as u16;
-/// Flag of an `NLMSG_ERROR`: the request is not copied in full
-/// (`NLM_F_CAPPED`).
-pub const NLM_F_CAPPED: u16 = bindings::NLM_F_CAPPED as u16;
-
-/// Payload size of an `NLMSG_ERROR` whose request is capped to its header:
-/// `struct nlmsgerr`.
-pub const NLMSGERR_SIZE: usize = size_of::<bindings::nlmsgerr>();
-
-/// A copy of a netlink message header (`struct nlmsghdr`).
-#[derive(Clone, Copy)]
-pub struct Header {
-    /// Length of the message, header included (`nlmsg_len`).
-    pub len: u32,
-    /// Message type (`nlmsg_type`).
-    pub ty: u16,
-    /// Flags (`nlmsg_flags`).
-    pub flags: u16,
-    /// Sequence number (`nlmsg_seq`).
-    pub seq: u32,
-    /// Port id the sender wrote (`nlmsg_pid`); see [`RecvSkBuff::portid`].
-    pub pid: u32,
-}
-
-impl Header {
-    fn to_raw(self) -> bindings::nlmsghdr {
-        bindings::nlmsghdr {
-            nlmsg_len: self.len,
-            nlmsg_type: self.ty,
-            nlmsg_flags: self.flags,
-            nlmsg_seq: self.seq,
-            nlmsg_pid: self.pid,
-        }
-    }
-}
-
-/// Handles the datagrams sent to a kernel netlink [`Socket`].
+/// A buffer for netlink messages (`struct sk_buff`), owned until it is sent.
 ///
-/// The implementing type is the socket's data: [`Socket::new`] takes it, and
-/// every call gets a reference to it. Data shared with other code, such as
-/// a queue that a kernel thread drains, goes in an [`Arc`], which implements
-/// `Input` when its content does.
-pub trait Input: Send + Sync + 'static {
-    /// Handles one datagram.
-    ///
-    /// Runs synchronously in the sender's context, inside its `sendmsg()`,
-    /// and may sleep. The netlink core frees `skb` as soon as this returns:
-    /// copy out whatever must outlive the call ([`Message::copy`]).
-    fn input(&self, skb: &RecvSkBuff);
-}
-
-impl<T: Input> Input for Arc<T> {
-    fn input(&self, skb: &RecvSkBuff) {
-        T::input(self, skb)
-    }
-}
-
-/// A kernel netlink socket, borrowed: what replies are sent through.
+/// Generic netlink messages are started in it with
+/// [`genlmsg_put`](Self::genlmsg_put); raw netlink messages with the methods
+/// of [`crate::net::raw_netlink`].
 ///
 /// # Invariants
 ///
-/// The wrapped `struct sock` is a kernel netlink socket created by
-/// `__netlink_kernel_create()`, valid for the lifetime of the reference.
-#[repr(transparent)]
-pub struct SocketRef(Opaque<bindings::sock>);
-
-// SAFETY: `netlink_unicast()`, the only operation exposed, may be called on a
-// kernel netlink socket from any thread, concurrently.
-unsafe impl Sync for SocketRef {}
-
-impl SocketRef {
-    /// Creates a reference from a raw pointer.
-    ///
-    /// # Safety
-    ///
-    /// `sk` must be a kernel netlink socket that stays valid for `'a`.
-    unsafe fn from_raw<'a>(sk: *mut bindings::sock) -> &'a Self {
-        // SAFETY: `SocketRef` is a transparent wrapper of `struct sock`, and
-        // the caller guarantees that `sk` is valid for `'a`.
-        unsafe { &*sk.cast() }
-    }
-
-    fn as_raw(&self) -> *mut bindings::sock {
-        self.0.get()
-    }
-
-    /// Sends `skb` to the userspace socket bound to `portid`
-    /// (`nlmsg_unicast()`).
-    ///
-    /// Never blocks, and may be called in any context: if the receiver's
-    /// buffer is full, the netlink core drops the message, returns `EAGAIN`,
-    /// and reports `ENOBUFS` to the receiver on its next `recvmsg()`.
-    /// `ECONNREFUSED` means that the receiver is gone.
-    pub fn unicast(&self, skb: NetlinkSkBuff, portid: u32) -> Result {
-        // SAFETY: By the type invariant, `self` is a valid kernel netlink
-        // socket. `nlmsg_unicast()` takes over the skb in every case, so
-        // ownership passes to it through `into_raw()`.
-        to_result(unsafe { bindings::nlmsg_unicast(self.as_raw(), skb.into_raw(), portid) })
-    }
-}
-
-/// A kernel netlink socket for one protocol unit, in the initial network
-/// namespace (`netlink_kernel_create()`), released on drop.
-///
-/// The unit must not be registered yet: [`Socket::new`] refuses a unit that
-/// a kernel socket serves, in any namespace, and `NETLINK_USERSOCK` (2),
-/// which the kernel registers at boot for userspace-to-userspace messages.
-/// On such a unit the core would only count the new socket, and the
-/// userspace sockets of the unit would not pin the module.
-///
-/// Dropping the socket waits for every input callback in flight: when
-/// `drop` returns, no code of [`Input`] runs any more, and none will, even
-/// for a sender that found the socket just before it went. The netlink core
-/// calls a function built into the kernel, which calls [`Input::input`]
-/// only inside an SRCU read-side critical section; `drop` unpublishes the
-/// data and waits for that section with `synchronize_srcu()`.
-///
-/// # Examples
-///
-/// ```
-/// use kernel::net::netlink::{Input, Received, RecvSkBuff, Socket};
-///
-/// struct Quiet;
-///
-/// impl Input for Quiet {
-///     fn input(&self, skb: &RecvSkBuff) {
-///         for msg in skb.messages() {
-///             pr_info!("type {} from port {}\n", msg.ty(), skb.portid());
-///         }
-///     }
-/// }
-///
-/// # // SAFETY: Code built into the kernel, as this example is, has no module:
-/// # // its `THIS_MODULE` is NULL.
-/// # static THIS_MODULE: kernel::ThisModule =
-/// #     unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
-/// // Unit 30 is unused in the test kernel.
-/// let socket = Socket::new(30, &THIS_MODULE, Quiet)?;
-/// // A second socket for the same unit is refused,
-/// assert_eq!(Socket::new(30, &THIS_MODULE, Quiet).err(), Some(EBUSY));
-/// // and so is NETLINK_USERSOCK, registered at boot.
-/// assert_eq!(Socket::new(2, &THIS_MODULE, Quiet).err(), Some(EBUSY));
-/// drop(socket);
-/// # Ok::<(), Error>(())
-/// ```
-///
-/// # Invariants
-///
-/// - `sk` is a kernel netlink socket created by `__netlink_kernel_create()`
-///   with `netlink_input()` as its input, owned by this object.
-/// - `handler` comes from `KBox::into_raw()`, is published in
-///   `sk->sk_user_data` for `netlink_input()`, and is freed only after it
-///   was unpublished and `netlink_input_sync()` returned.
-pub struct Socket<T: Input> {
-    sk: NonNull<bindings::sock>,
-    handler: NonNull<Published<T>>,
-}
-
-/// What a [`Socket`] publishes for `netlink_input()` (`rust/helpers/netlink.c`),
-/// which calls `input` with a pointer to this.
-#[repr(C)]
-struct Published<T> {
-    /// First, as the C side expects.
-    input: unsafe extern "C" fn(*mut c_void, *mut bindings::sk_buff),
-    data: T,
-}
-
-// SAFETY: The socket may be used and released from any thread, and `T` is
-// `Send + Sync` (required by `Input`).
-unsafe impl<T: Input> Send for Socket<T> {}
-
-// SAFETY: `Socket` only exposes `&SocketRef`, which is `Sync`.
-unsafe impl<T: Input> Sync for Socket<T> {}
-
-impl<T: Input> Socket<T> {
-    /// Creates the kernel socket of netlink unit `unit`, with `data` as the
-    /// input handler.
-    ///
-    /// Fails with `EINVAL` for a unit outside `0..MAX_LINKS`, with `EBUSY`
-    /// when the unit is registered already, or when the C function returns
-    /// no socket (memory ran out, or another kernel socket took the unit
-    /// meanwhile), and with `ENOMEM`.
-    ///
-    /// Userspace can send to the unit as soon as this returns, so a module
-    /// creates its socket as the last step of its initialisation that can
-    /// fail: a module whose `init` fails is freed at once, whatever
-    /// userspace sockets of the unit took a reference on it meanwhile.
-    pub fn new(unit: i32, module: &'static ThisModule, data: T) -> Result<Self> {
-        if !(0..bindings::MAX_LINKS as i32).contains(&unit) {
-            return Err(EINVAL);
-        }
-        // SAFETY: `unit` is within `0..MAX_LINKS`, the size of `nl_table`.
-        if unsafe { bindings::netlink_unit_registered(unit) } {
-            return Err(EBUSY);
-        }
-        let handler = KBox::new(
-            Published {
-                input: input_callback::<T>,
-                data,
-            },
-            GFP_KERNEL,
-        )?;
-        let mut cfg = bindings::netlink_kernel_cfg {
-            input: Some(bindings::netlink_input),
-            ..Default::default()
-        };
-        // SAFETY: `init_net` lives forever, `cfg` is valid for the duration
-        // of the call (the C function copies what it keeps), and `module` is
-        // this module's `THIS_MODULE`, which `netlink_create()` pins for
-        // every userspace socket of the unit (the unit was not registered,
-        // so the core records it).
-        let sk = unsafe {
-            bindings::__netlink_kernel_create(
-                ptr::addr_of_mut!(bindings::init_net),
-                unit,
-                module.as_ptr(),
-                &mut cfg,
-            )
-        };
-        // The handler is freed on failure, as it was never published.
-        let sk = NonNull::new(sk).ok_or(EBUSY)?;
-        let handler = NonNull::from(KBox::leak(handler));
-        // SAFETY: `sk` is valid. Publication pairs with `srcu_dereference()`
-        // in `netlink_input()`: until now it saw NULL and answered "try
-        // again".
-        unsafe { bindings::netlink_set_input(sk.as_ptr(), handler.as_ptr().cast()) };
-        // INVARIANT: `sk` was just created with `netlink_input()`, and
-        // `handler`, from `KBox::leak()`, is published in its
-        // `sk_user_data`.
-        Ok(Self { sk, handler })
-    }
-}
-
-impl<T: Input> Deref for Socket<T> {
-    type Target = SocketRef;
-
-    fn deref(&self) -> &SocketRef {
-        // SAFETY: By the type invariants, `sk` is a kernel netlink socket that
-        // lives as long as `self`.
-        unsafe { SocketRef::from_raw(self.sk.as_ptr()) }
-    }
-}
-
-impl<T: Input> Drop for Socket<T> {
-    /// Releases the socket. Sleeps: it waits for the input callbacks in
-    /// flight.
-    fn drop(&mut self) {
-        let sk = self.sk.as_ptr();
-        // SAFETY: `sk` is valid. Unpublish the handler first: input that
-        // arrives from now on finds NULL and gets "try again".
-        unsafe { bindings::netlink_set_input(sk, ptr::null_mut()) };
-        // SAFETY: No lock is held, and this may sleep. When it returns, every
-        // `netlink_input()` that found the handler has returned from it.
-        unsafe { bindings::netlink_input_sync() };
-        // SAFETY: `sk` was created by `__netlink_kernel_create()` and is
-        // released exactly once, here. A sender that still holds it finds no
-        // handler.
-        unsafe { bindings::netlink_kernel_release(sk) };
-        // SAFETY: `handler` came from `KBox::leak()` (type invariant) and is
-        // no longer reachable: it was unpublished, and nothing that found it
-        // before still runs.
-        drop(unsafe { KBox::from_raw(self.handler.as_ptr()) });
-    }
-}
-
-/// The input function of every [`Socket<T>`], called by `netlink_input()`
-/// with the handler it found in `sk_user_data`.
-///
-/// # Safety
-///
-/// `handler` must be the published [`Published<T>`] of a [`Socket<T>`], called
-/// inside the SRCU read-side critical section that keeps it alive, with the
-/// skb that the netlink core passed to the kernel socket's input callback.
-unsafe extern "C" fn input_callback<T: Input>(handler: *mut c_void, skb: *mut bindings::sk_buff) {
-    // SAFETY: The handler is alive for the duration of the call, and
-    // nothing mutates it (the caller's guarantee).
-    let handler = unsafe { &*handler.cast::<Published<T>>() };
-    // SAFETY: The netlink core passes a valid skb, delivered to a kernel
-    // socket, which it frees only after the callback returns.
-    let skb = unsafe { RecvSkBuff::from_raw(skb) };
-    handler.data.input(skb);
-}
-
-/// A datagram received by a kernel netlink socket, borrowed for the duration
-/// of [`Input::input`].
-///
-/// # Invariants
-///
-/// The wrapped `struct sk_buff` is valid for the lifetime of the reference.
-/// The netlink core delivered it to a kernel socket's input callback, so
-/// `skb->sk` is that kernel socket, `NETLINK_CB(skb)` describes the sender,
-/// and nothing modifies its data while it is borrowed.
-#[repr(transparent)]
-pub struct RecvSkBuff(Opaque<bindings::sk_buff>);
-
-impl RecvSkBuff {
-    /// Creates a reference from a raw pointer.
-    ///
-    /// # Safety
-    ///
-    /// `skb` must satisfy the type invariants for `'a`.
-    unsafe fn from_raw<'a>(skb: *mut bindings::sk_buff) -> &'a Self {
-        // SAFETY: `RecvSkBuff` is a transparent wrapper of `struct sk_buff`,
-        // and the caller guarantees that `skb` is valid for `'a`.
-        unsafe { &*skb.cast() }
-    }
-
-    fn as_raw(&self) -> *mut bindings::sk_buff {
-        self.0.get()
-    }
-
-    /// The port id of the sending socket, as recorded by the netlink core
-    /// (`NETLINK_CB(skb).portid`).
-    ///
-    /// Reply to this, not to the `nlmsg_pid` header field, which the sender
-    /// wrote and may have forged.
-    pub fn portid(&self) -> u32 {
-        // SAFETY: By the type invariant, the skb is valid and its control
-        // block is a `struct netlink_skb_parms` filled in by the netlink core.
-        unsafe { (*bindings::NETLINK_CB(self.as_raw())).portid }
-    }
-
-    /// The kernel socket that received the datagram.
-    pub fn socket(&self) -> &SocketRef {
-        // SAFETY: By the type invariant, `skb->sk` is the receiving kernel
-        // socket, which holds the skb, so it outlives the borrow of `self`.
-        unsafe { SocketRef::from_raw((*self.as_raw()).sk) }
-    }
-
-    /// The bytes of the datagram: the linear part of the skb.
-    ///
-    /// Netlink allocates the skbs of userspace datagrams linear, so this is
-    /// the whole datagram.
-    pub fn data(&self) -> &[u8] {
-        let skb = self.as_raw();
-        // SAFETY: By the type invariant, the skb is valid and not modified.
-        let (data, headlen) = unsafe { ((*skb).data, (*skb).len.saturating_sub((*skb).data_len)) };
-        if data.is_null() || headlen == 0 {
-            return &[];
-        }
-        // SAFETY: `skb->data` points to `skb_headlen(skb)` initialised bytes,
-        // which stay unmodified while `self` is borrowed.
-        unsafe { core::slice::from_raw_parts(data, headlen as usize) }
-    }
-
-    /// Iterates over the netlink messages of the datagram.
-    ///
-    /// Like `netlink_rcv_skb()`, the iteration stops at the first header
-    /// that is too short or claims more bytes than remain: the rest of the
-    /// datagram is garbage and is skipped.
-    pub fn messages(&self) -> Messages<'_> {
-        Messages {
-            skb: self,
-            rest: self.data(),
-        }
-    }
-}
-
-/// Iterator over the messages of a [`RecvSkBuff`], from
-/// [`RecvSkBuff::messages`].
-pub struct Messages<'a> {
-    skb: &'a RecvSkBuff,
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for Messages<'a> {
-    type Item = Message<'a>;
-
-    fn next(&mut self) -> Option<Message<'a>> {
-        if self.rest.len() < NLMSG_HDRLEN {
-            return None;
-        }
-        // SAFETY: `rest` holds at least `NLMSG_HDRLEN` bytes, and any bit
-        // pattern is a valid `nlmsghdr`. The read makes no alignment
-        // assumption.
-        let header =
-            unsafe { ptr::read_unaligned(self.rest.as_ptr().cast::<bindings::nlmsghdr>()) };
-        let len = header.nlmsg_len as usize;
-        if len < NLMSG_HDRLEN || len > self.rest.len() {
-            self.rest = &[];
-            return None;
-        }
-        let (bytes, rest) = self.rest.split_at(len);
-        // The last message of a datagram may come without its padding.
-        self.rest = rest.get(nlmsg_align(len) - len..).unwrap_or(&[]);
-        // INVARIANT: `bytes` is the `len = nlmsg_len >= NLMSG_HDRLEN` bytes
-        // of the message inside the skb's data, and `header` a copy of its
-        // first bytes.
-        Some(Message {
-            skb: self.skb,
-            header,
-            bytes,
-        })
-    }
-}
-
-/// One netlink message of a received datagram: a checked header and its
-/// payload.
-///
-/// # Invariants
-///
-/// `bytes` is the whole message, header included, inside the data of `skb`,
-/// `header` is a copy of its header, and `bytes.len() == header.nlmsg_len >=
-/// NLMSG_HDRLEN`.
-pub struct Message<'a> {
-    skb: &'a RecvSkBuff,
-    header: bindings::nlmsghdr,
-    bytes: &'a [u8],
-}
-
-/// A message received from userspace, borrowed ([`Message`]) or copied
-/// ([`MessageCopy`]): what a reply and an acknowledgement need of it.
-pub trait Received {
-    /// A copy of the header.
-    fn header(&self) -> Header;
-
-    /// The payload: the bytes after the header, without padding.
-    fn payload(&self) -> &[u8];
-
-    /// The port id of the sender, as the netlink core recorded it
-    /// (`NETLINK_CB(skb).portid`).
-    ///
-    /// Reply to this, not to the `nlmsg_pid` header field, which the sender
-    /// wrote and may have forged.
-    fn portid(&self) -> u32;
-
-    /// Whether the sender asked for error messages without a copy of the
-    /// request (`NETLINK_CAP_ACK`), as `netlink_ack()` reads it.
-    fn caps_acks(&self) -> bool;
-
-    /// Tells the sender that an answer to it was lost: its next `recvmsg()`
-    /// fails with `ENOBUFS`. What `netlink_ack()` does when it cannot
-    /// allocate its answer; [`Replies::put_ack`] does it too.
-    fn report_loss(&self);
-
-    /// The message type (`nlmsg_type`).
-    fn ty(&self) -> u16 {
-        self.header().ty
-    }
-
-    /// The message flags (`nlmsg_flags`).
-    fn flags(&self) -> u16 {
-        self.header().flags
-    }
-
-    /// The sequence number chosen by the sender (`nlmsg_seq`).
-    fn seq(&self) -> u32 {
-        self.header().seq
-    }
-
-    /// Whether the sender asked for an acknowledgement (`NLM_F_ACK`).
-    fn wants_ack(&self) -> bool {
-        self.flags() & NLM_F_ACK != 0
-    }
-
-    /// Whether `netlink_rcv_skb()` would hand the message to its callback:
-    /// it has `NLM_F_REQUEST`, and its type is not below `NLMSG_MIN_TYPE`
-    /// (0x10), the types that netlink reserves for control messages.
-    fn is_request(&self) -> bool {
-        self.flags() & NLM_F_REQUEST != 0 && self.ty() >= NLMSG_MIN_TYPE
-    }
-}
-
-impl<'a> Message<'a> {
-    /// Sends an `NLMSG_ERROR` for this message to its sender
-    /// (`netlink_ack()`): an acknowledgement for `Ok(())`, an error
-    /// otherwise, with `msg` as the extended-ack message (`NL_SET_ERR_MSG`)
-    /// when the receiving socket enabled `NETLINK_EXT_ACK`.
-    ///
-    /// An error carries a copy of the request unless the sender set
-    /// `NETLINK_CAP_ACK`. If the answer cannot be allocated, the core
-    /// reports `ENOBUFS` to the sender instead.
-    pub fn ack(&self, result: Result, msg: Option<&CStr>) {
-        // SAFETY: All-zeroes is the empty extended ack, as C's `= {}`.
-        let mut extack: bindings::netlink_ext_ack = unsafe { core::mem::zeroed() };
-        if let Some(msg) = msg {
-            extack._msg = msg.as_char_ptr();
-        }
-        let err = match result {
-            Ok(()) => 0,
-            Err(e) => e.to_errno(),
-        };
-        // SAFETY: By the type invariants, `skb` is the received skb and
-        // `bytes` a complete message inside it, which `netlink_ack()` only
-        // reads (`nlmsg_len` bytes, checked against the datagram). `extack`
-        // and the string it points to outlive the call, which copies them.
-        unsafe {
-            bindings::netlink_ack(
-                self.skb.as_raw(),
-                self.bytes.as_ptr().cast_mut().cast(),
-                err,
-                &extack,
-            )
-        };
-    }
-
-    /// Copies what an answer needs out of the skb, which the netlink core
-    /// frees when [`Input::input`] returns: for answering later, from
-    /// another thread.
-    pub fn copy(&self, flags: Flags) -> Result<MessageCopy> {
-        let payload = self.payload();
-        let mut copy = KVec::with_capacity(payload.len(), flags)?;
-        copy.extend_from_slice(payload, flags)?;
-        // The core always sets the sender: no socket is not ours to answer.
-        let sender = NonNull::new(self.sender()).ok_or(EINVAL)?;
-        // SAFETY: `sender` is the sender's socket, valid during the input
-        // callback (see `Message::sender`); the reference taken keeps it
-        // valid until `MessageCopy::drop`.
-        unsafe { bindings::sock_hold(sender.as_ptr()) };
-        // INVARIANT: We hold a reference on `sender`.
-        Ok(MessageCopy {
-            header: self.header(),
-            payload: copy,
-            portid: self.portid(),
-            sender,
-        })
-    }
-
-    /// The sender's socket (`NETLINK_CB(skb).sk`): valid while the input
-    /// callback runs, as the sender waits in its `sendmsg()`, but not
-    /// referenced by the skb.
-    fn sender(&self) -> *mut bindings::sock {
-        // SAFETY: By the type invariant of `RecvSkBuff`, the skb is valid and
-        // its control block was filled in by the netlink core, which sets
-        // `sk` to the sending socket before calling the input callback.
-        unsafe { (*bindings::NETLINK_CB(self.skb.as_raw())).sk }
-    }
-}
-
-impl Received for Message<'_> {
-    fn header(&self) -> Header {
-        Header {
-            len: self.header.nlmsg_len,
-            ty: self.header.nlmsg_type,
-            flags: self.header.nlmsg_flags,
-            seq: self.header.nlmsg_seq,
-            pid: self.header.nlmsg_pid,
-        }
-    }
-
-    fn payload(&self) -> &[u8] {
-        // By the type invariant, the message holds at least a header.
-        self.bytes.get(NLMSG_HDRLEN..).unwrap_or(&[])
-    }
-
-    fn portid(&self) -> u32 {
-        self.skb.portid()
-    }
-
-    fn caps_acks(&self) -> bool {
-        // SAFETY: The sender's socket is a userspace netlink socket, valid
-        // while the callback runs (see `Message::sender`), which the core
-        // always sets.
-        unsafe { bindings::netlink_caps_acks(self.sender()) }
-    }
-
-    fn report_loss(&self) {
-        // SAFETY: As above.
-        unsafe { bindings::netlink_report_loss(self.sender()) }
-    }
-}
-
-/// A received message copied out of its skb ([`Message::copy`]), for code
-/// that answers after the skb is gone, such as a kernel thread. It holds a
-/// reference on the sender's socket, as what `netlink_ack()` reads and
-/// reports lives there.
-///
-/// # Invariants
-///
-/// `sender` is the userspace netlink socket that sent the message, on which
-/// this object holds a reference (`sock_hold()`).
-pub struct MessageCopy {
-    header: Header,
-    payload: KVec<u8>,
-    portid: u32,
-    sender: NonNull<bindings::sock>,
-}
-
-// SAFETY: The socket reference may be used and dropped on any thread; the
-// rest is plain data.
-unsafe impl Send for MessageCopy {}
-
-// SAFETY: Shared references only read the socket's flags, or report a loss
-// (`WRITE_ONCE()` and a wakeup), which are safe from any thread.
-unsafe impl Sync for MessageCopy {}
-
-impl Drop for MessageCopy {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant, we hold a reference on `sender`.
-        unsafe { bindings::sock_put(self.sender.as_ptr()) };
-    }
-}
-
-impl Received for MessageCopy {
-    fn header(&self) -> Header {
-        self.header
-    }
-
-    fn payload(&self) -> &[u8] {
-        &self.payload
-    }
-
-    fn portid(&self) -> u32 {
-        self.portid
-    }
-
-    fn caps_acks(&self) -> bool {
-        // SAFETY: By the type invariant, `sender` is a userspace netlink
-        // socket on which we hold a reference.
-        unsafe { bindings::netlink_caps_acks(self.sender.as_ptr()) }
-    }
-
-    fn report_loss(&self) {
-        // SAFETY: As above.
-        unsafe { bindings::netlink_report_loss(self.sender.as_ptr()) }
-    }
-}
-
-/// A socket buffer for netlink messages that the kernel sends, owned until it
-/// is sent.
-///
-/// Every length is checked here, in Rust, before C sees it: against the
-/// room left in the buffer and against the width of the C field or
-/// parameter it goes into, so that no size arithmetic in C can overflow.
-///
-/// # Examples
-///
-/// ```
-/// use kernel::net::netlink::NetlinkSkBuff;
-///
-/// let mut skb = NetlinkSkBuff::new(5, GFP_KERNEL)?;
-/// skb.put(42, 1, 0x10, 0, b"hello")?;
-/// // Allocation rounds up, but not to a page: this one does not fit.
-/// assert_eq!(skb.put(42, 2, 0x10, 0, &[0; 4096]), Err(EMSGSIZE));
-/// // Until the buffer grows.
-/// skb.grow(16 + 4096, GFP_KERNEL)?;
-/// skb.put(42, 2, 0x10, 0, &[0; 4096])?;
-/// // Sizes that C's `int` arithmetic would overflow are refused up front.
-/// assert_eq!(NetlinkSkBuff::new(usize::MAX, GFP_KERNEL).err(), Some(EMSGSIZE));
-/// assert_eq!(skb.grow(i32::MAX as usize, GFP_KERNEL), Err(EMSGSIZE));
-/// # Ok::<(), Error>(())
-/// ```
-///
-/// # Invariants
-///
-/// `skb` points to a valid `struct sk_buff` that this object owns
-/// exclusively: allocated by `nlmsg_new()`, neither sent nor freed.
+/// `skb` points to a valid `struct sk_buff` for netlink messages that this
+/// object owns exclusively: allocated by `nlmsg_new()` (or `genlmsg_new()`),
+/// neither sent nor freed.
 pub struct NetlinkSkBuff {
     skb: NonNull<bindings::sk_buff>,
 }
@@ -726,150 +109,51 @@ pub struct NetlinkSkBuff {
 // thread.
 unsafe impl Send for NetlinkSkBuff {}
 
-/// The largest buffer a [`NetlinkSkBuff`] may have, in bytes: a quarter of
-/// what a C `int` holds, so that the skb code's own additions (alignment,
-/// `struct skb_shared_info`) cannot overflow it. A netlink receiver's buffer
-/// is far smaller anyway.
-pub const MAX_SKB_SIZE: usize = (i32::MAX / 4) as usize;
-
-/// Room a message with `payload` bytes takes, header and padding included
-/// (`nlmsg_total_size()`), if it is within [`MAX_SKB_SIZE`].
-fn nlmsg_total_size(payload: usize) -> Result<usize> {
-    match payload.checked_add(NLMSG_HDRLEN + NLMSG_ALIGNTO) {
-        Some(size) if size <= MAX_SKB_SIZE => Ok(nlmsg_align(NLMSG_HDRLEN + payload)),
-        _ => Err(EMSGSIZE),
-    }
-}
-
 impl NetlinkSkBuff {
-    /// Allocates a buffer with room for one message of `payload` bytes
-    /// (`nlmsg_new()`). Fails with `EMSGSIZE` when the message would exceed
-    /// [`MAX_SKB_SIZE`], and with `ENOMEM`.
-    pub fn new(payload: usize, flags: Flags) -> Result<Self> {
-        nlmsg_total_size(payload)?;
-        // SAFETY: `nlmsg_new()` may be called with any flags; `payload` is
+    /// Allocates a buffer for one generic netlink message with `size` bytes
+    /// of attributes (`genlmsg_new()`). Fails with `EMSGSIZE` when the
+    /// message would exceed [`MAX_SKB_SIZE`], and with `ENOMEM`.
+    pub fn new(size: usize, flags: Flags) -> Result<NetlinkSkBuff> {
+        if size > MAX_SKB_SIZE - GENL_HDRLEN - 2 * NLMSG_HDRLEN {
+            return Err(EMSGSIZE);
+        }
+        // SAFETY: `genlmsg_new()` may be called with any flags; `size` is
         // small enough for its `int` arithmetic. It returns NULL on failure.
-        let skb = unsafe { bindings::nlmsg_new(payload, flags.as_raw()) };
-        // INVARIANT: The skb was just allocated, and nothing else has it.
-        Ok(Self {
-            skb: NonNull::new(skb).ok_or(ENOMEM)?,
-        })
+        let skb = unsafe { bindings::genlmsg_new(size, flags.as_raw()) };
+        // SAFETY: A non-NULL result is a new skb that nothing else has.
+        Ok(unsafe { Self::from_raw(NonNull::new(skb).ok_or(ENOMEM)?) })
     }
 
-    /// Reserves a message (`nlmsg_put()`) with a payload of `len` bytes,
-    /// whose padding is zeroed, and returns its header. Fails with
-    /// `EMSGSIZE`, leaving the buffer as it was, when it does not fit.
-    fn nlmsg_put(
-        &mut self,
+    /// Starts a message of `family` with command `cmd` (`genlmsg_put()`):
+    /// `portid` and `seq` go into the netlink header (for a notification,
+    /// 0 and 0). Fails with `EMSGSIZE` when the headers do not fit.
+    pub fn genlmsg_put(
+        self,
         portid: u32,
         seq: u32,
-        ty: u16,
-        flags: u16,
-        len: usize,
-    ) -> Result<NonNull<bindings::nlmsghdr>> {
-        if nlmsg_total_size(len)? > self.tailroom() {
-            return Err(EMSGSIZE);
-        }
-        // The total size fits in `MAX_SKB_SIZE`, so the length fits an `int`.
-        let len = len as i32;
-        // SAFETY: By the type invariant, the skb is valid and ours, with room
-        // for the message (checked above). `nlmsg_put()` reserves
-        // `nlmsg_total_size(len)` bytes, writes the header and zeroes the
-        // padding.
-        let nlh = unsafe {
-            bindings::nlmsg_put(self.as_raw(), portid, seq, ty.into(), len, flags.into())
-        };
-        NonNull::new(nlh).ok_or(EMSGSIZE)
+        family: &'static Family,
+        cmd: u8,
+    ) -> Result<GenlMsg> {
+        // SAFETY: The skb is ours; `family` is a valid, static family.
+        let hdr =
+            unsafe { bindings::genlmsg_put(self.as_raw(), portid, seq, family.as_raw(), 0, cmd) };
+        let hdr = NonNull::new(hdr).ok_or(EMSGSIZE)?;
+        // INVARIANT: `hdr` is the user header of the message just started.
+        Ok(GenlMsg { skb: self, hdr })
     }
 
-    /// Appends a message: `nlmsg_put()` and a copy of `payload`.
-    ///
-    /// `portid` goes into `nlmsg_pid`: by convention the port id of the
-    /// requester that this answers. Fails with `EMSGSIZE`, leaving the
-    /// buffer as it was, when the message does not fit.
-    ///
-    /// `nlmsg_len` is exact, `NLMSG_LENGTH(payload.len())`, as `nlmsg_put()`
-    /// writes it: the payload is raw bytes, so the receiver learns its length
-    /// from the header. (`nlmsg_end()`, made for attribute payloads, would
-    /// round it up to 4 bytes.) The padding after the payload is zeroed.
-    pub fn put(&mut self, portid: u32, seq: u32, ty: u16, flags: u16, payload: &[u8]) -> Result {
-        let nlh = self.nlmsg_put(portid, seq, ty, flags, payload.len())?;
-        // SAFETY: `nlh` starts a message with room for `payload.len()`
-        // payload bytes, which cannot overlap `payload`, a slice the caller
-        // owns.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                payload.as_ptr(),
-                bindings::nlmsg_data(nlh.as_ptr()).cast::<u8>(),
-                payload.len(),
-            )
+    /// Starts the reply to `info` with command `cmd`
+    /// (`genlmsg_put_reply()`): the headers carry the request's sequence
+    /// number, the requester's port id, and the family's id and version.
+    pub fn genlmsg_put_reply(self, info: &Info<'_>, cmd: u8) -> Result<GenlMsg> {
+        // SAFETY: The skb is ours, and `info` is a valid `genl_info` whose
+        // `family` is registered.
+        let hdr = unsafe {
+            bindings::genlmsg_put_reply(self.as_raw(), info.raw, (*info.raw).family, 0, cmd)
         };
-        Ok(())
-    }
-
-    /// Appends the `NLMSG_ERROR` that `netlink_ack()` would send for
-    /// `request`, with no extended ack: an acknowledgement for `Ok(())`, an
-    /// error otherwise. An acknowledgement copies the request's header only
-    /// (`NLM_F_CAPPED`); an error copies the whole request, unless the
-    /// sender set `NETLINK_CAP_ACK`.
-    ///
-    /// For code that answers after the request skb is gone, such as a kernel
-    /// thread; an input callback uses [`Message::ack`].
-    pub fn put_ack(&mut self, request: &impl Received, result: Result) -> Result {
-        let error = result.err().map_or(0, |e| e.to_errno());
-        let capped = error == 0 || request.caps_acks();
-        let (copied, flags) = if capped {
-            (&[][..], NLM_F_CAPPED)
-        } else {
-            (request.payload(), 0)
-        };
-        let len = NLMSGERR_SIZE
-            .checked_add(nlmsg_align(copied.len()))
-            .ok_or(EMSGSIZE)?;
-        let nlh = self.nlmsg_put(request.portid(), request.seq(), NLMSG_ERROR, flags, len)?;
-        let errmsg = bindings::nlmsgerr {
-            error,
-            msg: request.header().to_raw(),
-        };
-        // SAFETY: The payload of the message just put has room for a
-        // `struct nlmsgerr` followed by the copy and its padding (checked
-        // above). The writes make no alignment assumption.
-        unsafe {
-            let data = bindings::nlmsg_data(nlh.as_ptr()).cast::<u8>();
-            ptr::write_unaligned(data.cast(), errmsg);
-            let copy = data.add(NLMSGERR_SIZE);
-            ptr::copy_nonoverlapping(copied.as_ptr(), copy, copied.len());
-            ptr::write_bytes(
-                copy.add(copied.len()),
-                0,
-                nlmsg_align(copied.len()) - copied.len(),
-            );
-        }
-        Ok(())
-    }
-
-    /// How many more bytes fit (`skb_tailroom()`).
-    pub fn tailroom(&self) -> usize {
-        // SAFETY: By the type invariant, the skb is valid.
-        unsafe { bindings::skb_tailroom(self.skb.as_ptr()) as usize }
-    }
-
-    /// Makes room for `extra` more bytes at the end (`pskb_expand_head()`):
-    /// the data moves to a larger buffer. Fails with `EMSGSIZE` past
-    /// [`MAX_SKB_SIZE`] and with `ENOMEM`, leaving the buffer as it was.
-    pub fn grow(&mut self, extra: usize, flags: Flags) -> Result {
-        // SAFETY: By the type invariant, the skb is valid.
-        let end = unsafe { bindings::skb_end_offset(self.as_raw()) } as usize;
-        if extra > MAX_SKB_SIZE.saturating_sub(end) {
-            return Err(EMSGSIZE);
-        }
-        // SAFETY: By the type invariant, the skb is valid, ours alone (not
-        // shared, not cloned) and never sent, as `pskb_expand_head()`
-        // requires; `end + extra` is far below `INT_MAX` (checked above). On
-        // failure it changes nothing.
-        to_result(unsafe {
-            bindings::pskb_expand_head(self.as_raw(), 0, extra as i32, flags.as_raw())
-        })
+        let hdr = NonNull::new(hdr).ok_or(EMSGSIZE)?;
+        // INVARIANT: `hdr` is the user header of the message just started.
+        Ok(GenlMsg { skb: self, hdr })
     }
 
     /// Takes ownership of an skb.
@@ -889,7 +173,7 @@ impl NetlinkSkBuff {
 
     /// Gives up ownership of the skb, for a C function that consumes it.
     pub(crate) fn into_raw(self) -> *mut bindings::sk_buff {
-        core::mem::ManuallyDrop::new(self).skb.as_ptr()
+        ManuallyDrop::new(self).skb.as_ptr()
     }
 }
 
@@ -900,229 +184,1022 @@ impl Drop for NetlinkSkBuff {
     }
 }
 
-/// Payload room of a reply datagram that [`Replies`] coalesces into
-/// (`NLMSG_DEFAULT_SIZE`): the data of one page, less the skb's own overhead
-/// and a message header.
-pub const NLMSG_DEFAULT_SIZE: usize = bindings::NLMSG_DEFAULT_SIZE;
+/// Appends an attribute to the last message of `skb` (`nla_put()`). Fails
+/// with `EINVAL` for an attribute type above 16 bits, and with `EMSGSIZE`,
+/// leaving the buffer as it was, when `data` is longer than an attribute can
+/// say ([`MAX_ATTR_PAYLOAD`]) or does not fit.
+///
+/// # Safety
+///
+/// `skb` must be a valid skb that the caller may write to.
+unsafe fn nla_put(skb: *mut bindings::sk_buff, attrtype: c_int, data: &[u8]) -> Result {
+    if u16::try_from(attrtype).is_err() {
+        return Err(EINVAL);
+    }
+    // SAFETY: The caller guarantees that `skb` is valid.
+    let tailroom = unsafe { bindings::skb_tailroom(skb) } as usize;
+    if data.len() > MAX_ATTR_PAYLOAD || nla_total_size(data.len()) > tailroom {
+        return Err(EMSGSIZE);
+    }
+    // SAFETY: The skb is writable, with room for the attribute (checked
+    // above); `nla_put()` copies `data.len()` bytes, which fit its `int` and
+    // the 16-bit `nla_len`, from `data` (none for an empty slice).
+    to_result(unsafe {
+        bindings::nla_put(skb, attrtype, data.len() as c_int, data.as_ptr().cast())
+    })
+}
 
-/// Replies on their way to userspace: one datagram per message, or
-/// coalesced.
+/// A generic netlink message being built in a [`NetlinkSkBuff`]; cancelled
+/// (`genlmsg_cancel()`) and freed if dropped unsent.
 ///
-/// A netlink datagram may carry several messages, and receivers walk them
-/// all. With `coalesce` false, [`put`] and [`put_ack`] send every message at
-/// once in a datagram of its own, as `netlink_rcv_skb()` does with its acks.
-/// With `coalesce` true, consecutive messages to the same port share a
-/// datagram, which is sent when the next message does not fit, goes to
-/// another port, or on [`flush`]: the receiver then needs one `recvmsg()`
-/// for many replies. A coalesced datagram holds at most
-/// [`NLMSG_DEFAULT_SIZE`] bytes of messages; a larger message travels
-/// alone, as it would without coalescing. So a receiver never needs a
-/// larger buffer than for one message or a page. A datagram starts with
-/// the room of its first message, as without coalescing (a lone reply costs
-/// no more, and a large buffer would only be trimmed again by
-/// `netlink_unicast()`), and grows once, to that page's worth, when a
-/// message does not fit.
+/// # Invariants
 ///
-/// [`put`] and [`put_ack`] report what happened to their own message only:
-/// `ENOMEM` or `EMSGSIZE` when it could not be built, and, without
-/// coalescing, the error of sending it. A coalesced datagram that fails to
-/// go when a later message pushes it out is the loss of its own receiver,
-/// which the netlink core tells (`ENOBUFS`): the later message goes on.
-/// Dropping sends what is still pending and ignores errors, like `std`'s
-/// `BufWriter`; call [`flush`] to see them.
-///
-/// Buffers are allocated with the `flags` given to [`Replies::new`]; with
-/// `GFP_KERNEL`, [`put`] and [`put_ack`] may sleep.
+/// `hdr` points to the user header (after `genlmsghdr`) of the last message
+/// started in `skb`.
+pub struct GenlMsg {
+    skb: NetlinkSkBuff,
+    hdr: NonNull<c_void>,
+}
+
+impl GenlMsg {
+    /// Appends a 32-bit unsigned attribute (`nla_put_u32()`).
+    pub fn put_u32(&mut self, attrtype: c_int, value: u32) -> Result {
+        // SAFETY: The skb is ours (`NetlinkSkBuff`'s invariant).
+        unsafe { nla_put(self.skb.as_raw(), attrtype, &value.to_ne_bytes()) }
+    }
+
+    /// Appends a string attribute, NUL included (`nla_put_string()`).
+    pub fn put_string(&mut self, attrtype: c_int, value: &CStr) -> Result {
+        // SAFETY: The skb is ours (`NetlinkSkBuff`'s invariant).
+        unsafe { nla_put(self.skb.as_raw(), attrtype, value.as_bytes_with_nul()) }
+    }
+
+    /// Appends a flag attribute, with no payload (`nla_put_flag()`).
+    pub fn put_flag(&mut self, attrtype: c_int) -> Result {
+        // SAFETY: The skb is ours (`NetlinkSkBuff`'s invariant).
+        unsafe { nla_put(self.skb.as_raw(), attrtype, &[]) }
+    }
+
+    /// Ends the message (`genlmsg_end()`) and gives up the skb.
+    fn end(self) -> *mut bindings::sk_buff {
+        let me = ManuallyDrop::new(self);
+        // SAFETY: By the type invariant, `hdr` is the user header of the
+        // message in the skb, which is ours.
+        unsafe { bindings::genlmsg_end(me.skb.as_raw(), me.hdr.as_ptr()) };
+        // SAFETY: `me` is never dropped: the skb is moved out exactly once.
+        unsafe { ptr::read(&me.skb) }.into_raw()
+    }
+
+    /// Ends the message and sends it to the listeners of `family`'s
+    /// multicast group `group` (its index in the family's groups) in the
+    /// initial network namespace, but not to `portid`
+    /// (`genlmsg_multicast()`). `ESRCH` means that nobody listens; `EINVAL`
+    /// that the family has no such group.
+    pub fn multicast(
+        self,
+        family: &'static Family,
+        portid: u32,
+        group: u32,
+        flags: Flags,
+    ) -> Result {
+        if group >= family.n_mcgrps() {
+            return Err(EINVAL);
+        }
+        let skb = self.end();
+        // SAFETY: `family` is valid and has group `group` (checked above);
+        // `genlmsg_multicast()` takes over the skb in every other case.
+        to_result(unsafe {
+            bindings::genlmsg_multicast(family.as_raw(), skb, portid, group, flags.as_raw())
+        })
+    }
+
+    /// Ends the message (`genlmsg_end()`) and sends it to the requester of
+    /// `info` (`genlmsg_reply()`).
+    pub fn reply(self, info: &Info<'_>) -> Result {
+        let skb = self.end();
+        // SAFETY: `genlmsg_reply()` takes over the skb in every case; `info`
+        // is valid.
+        to_result(unsafe { bindings::genlmsg_reply(skb, info.raw) })
+    }
+}
+
+/// Appending attributes to a message being built, a [`GenlMsg`] or a
+/// [`DumpMsg`] alike (ours): for code that fills both.
+pub trait PutAttr {
+    /// Appends a 32-bit unsigned attribute (`nla_put_u32()`).
+    fn put_u32(&mut self, attrtype: c_int, value: u32) -> Result;
+
+    /// Appends a string attribute, NUL included (`nla_put_string()`).
+    fn put_string(&mut self, attrtype: c_int, value: &CStr) -> Result;
+}
+
+impl PutAttr for GenlMsg {
+    fn put_u32(&mut self, attrtype: c_int, value: u32) -> Result {
+        GenlMsg::put_u32(self, attrtype, value)
+    }
+
+    fn put_string(&mut self, attrtype: c_int, value: &CStr) -> Result {
+        GenlMsg::put_string(self, attrtype, value)
+    }
+}
+
+impl Drop for GenlMsg {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant, `hdr` is the user header of the last
+        // message in the skb, which is ours; the skb is freed right after.
+        unsafe { bindings::genlmsg_cancel(self.skb.as_raw(), self.hdr.as_ptr()) };
+    }
+}
+
+/// A multicast group of a [`Family`] (`struct genl_multicast_group`).
+#[repr(transparent)]
+pub struct MulticastGroup {
+    group: bindings::genl_multicast_group,
+}
+
+// SAFETY: Plain data that nothing modifies: the core copies what it needs.
+unsafe impl Sync for MulticastGroup {}
+
+impl MulticastGroup {
+    /// A group called `name`. For `const` context: panics (a build error
+    /// there) when the name is longer than `GENL_NAMSIZ - 1` bytes.
+    pub const fn const_new(name: &CStr) -> MulticastGroup {
+        // SAFETY: All-zeroes is a valid `genl_multicast_group`, as C's `{}`.
+        let mut group: bindings::genl_multicast_group = unsafe { core::mem::zeroed() };
+        let name = name.as_bytes_with_nul();
+        if group.name.len() < name.len() {
+            panic!("genl_multicast_group name too long");
+        }
+        let mut i = 0;
+        while i < name.len() {
+            group.name[i] = name[i] as _;
+            i += 1;
+        }
+        MulticastGroup { group }
+    }
+}
+
+/// A generic netlink family: a `static`, registered in place.
 ///
 /// # Examples
 ///
+/// The flags that [`Family::const_new`] sets by hand (`netnsok` and
+/// `parallel_ops`: bindgen's setters are not `const`) are the bits that C
+/// sets:
+///
 /// ```
-/// use kernel::net::netlink::{
-///     nlmsg_align, Input, RecvSkBuff, Replies, Socket, NLMSG_DEFAULT_SIZE, NLMSG_HDRLEN,
-/// };
-///
-/// struct Quiet;
-///
-/// impl Input for Quiet {
-///     fn input(&self, _skb: &RecvSkBuff) {}
-/// }
+/// use kernel::net::netlink::Family;
 ///
 /// # // SAFETY: Code built into the kernel, as this example is, has no module:
 /// # // its `THIS_MODULE` is NULL.
 /// # static THIS_MODULE: kernel::ThisModule =
 /// #     unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
-/// let socket = Socket::new(30, &THIS_MODULE, Quiet)?;
-/// // No userspace socket has port id 0x7fff_fff0.
-/// let nobody = 0x7fff_fff0;
-///
-/// // One datagram per message: sent, and refused, at once.
-/// let mut replies = Replies::new(&socket, false, GFP_KERNEL);
-/// assert_eq!(replies.put(nobody, 1, 0x10, 0, b"hello"), Err(ECONNREFUSED));
-///
-/// // Coalesced: nothing is sent until the datagram is flushed.
-/// let mut replies = Replies::new(&socket, true, GFP_KERNEL);
-/// replies.put(nobody, 1, 0x10, 0, b"hello")?;
-/// replies.put(nobody, 2, 0x10, 0, b"again")?;
-/// assert_eq!(replies.pending(), 2 * nlmsg_align(NLMSG_HDRLEN + 5));
-/// assert_eq!(replies.flush(), Err(ECONNREFUSED));
-/// assert_eq!(replies.flush(), Ok(()));
-///
-/// // A datagram grows to `NLMSG_DEFAULT_SIZE` (about a page, whatever the
-/// // page size); the message that does not fit starts the next one, even
-/// // though sending the full one failed.
-/// let size = NLMSG_HDRLEN + 1024;
-/// let fit = NLMSG_DEFAULT_SIZE / size;
-/// for seq in 0..fit {
-///     replies.put(nobody, seq as u32, 0x10, 0, &[0; 1024])?;
-/// }
-/// assert_eq!(replies.pending(), fit * size);
-/// replies.put(nobody, fit as u32, 0x10, 0, &[0; 1024])?;
-/// assert_eq!(replies.pending(), size);
-/// assert_eq!(replies.flush(), Err(ECONNREFUSED));
-/// # Ok::<(), Error>(())
+/// static FAMILY: Family = Family::const_new(&THIS_MODULE, b"example\0", 1, &[]);
+/// // SAFETY: Nothing registers `FAMILY`: reading it races with no writer.
+/// let raw = unsafe { &*FAMILY.as_raw() };
+/// assert_eq!((raw.netnsok(), raw.parallel_ops(), raw.version), (1, 1, 1));
 /// ```
 ///
-/// [`put`]: Replies::put
-/// [`put_ack`]: Replies::put_ack
-/// [`flush`]: Replies::flush
-pub struct Replies<'a> {
-    socket: &'a SocketRef,
-    coalesce: bool,
-    flags: Flags,
-    pending: Option<Pending>,
+/// # Invariants
+///
+/// `handler`, when not NULL, points to the handler of the registration in
+/// force, which `inner`'s ops were set up for; `registered` is `true` while
+/// a [`Registration`] of the family exists.
+#[repr(C)]
+pub struct Family {
+    /// First: the core's `struct genl_family *` is also a pointer to this.
+    inner: Opaque<bindings::genl_family>,
+    /// Ours: claimed by a registration, so that one at a time sets the ops.
+    registered: AtomicBool,
+    /// Ours: what the ops' callbacks call, a `T: Handler` from
+    /// `Arc::into_raw()`.
+    handler: AtomicPtr<c_void>,
 }
 
-/// The datagram that [`Replies`] is filling.
-struct Pending {
-    portid: u32,
-    skb: NetlinkSkBuff,
-    /// Bytes of the messages put so far.
-    used: usize,
-}
+// SAFETY: The core serialises its own accesses to the family; the Rust side
+// writes only while it holds the `registered` claim, before registration.
+unsafe impl Sync for Family {}
 
-impl<'a> Replies<'a> {
-    /// Replies sent through `socket`, coalesced if `coalesce`, in buffers
-    /// allocated with `flags`.
-    pub fn new(socket: &'a SocketRef, coalesce: bool, flags: Flags) -> Self {
-        Self {
-            socket,
-            coalesce,
-            flags,
-            pending: None,
+impl Family {
+    /// A family called `name` (NUL-terminated: bindgen's constants are
+    /// `&[u8]`), version `version`, with multicast groups `mcgrps`, serving
+    /// every network namespace and handling requests in parallel (without
+    /// `genl_mutex`). For `const` context: panics (a build error there) on a
+    /// name that is not NUL-terminated or longer than `GENL_NAMSIZ - 1`
+    /// bytes, or on more than 255 groups.
+    pub const fn const_new(
+        module: &ThisModule,
+        name: &[u8],
+        version: u32,
+        mcgrps: &'static [MulticastGroup],
+    ) -> Family {
+        let n_mcgrps = mcgrps.len() as u8;
+        if n_mcgrps as usize != mcgrps.len() {
+            panic!("too many mcgrps");
+        }
+        // SAFETY: All-zeroes is an empty `genl_family`, as C's `{}`.
+        let mut family: bindings::genl_family = unsafe { core::mem::zeroed() };
+        family.version = version;
+        // `netnsok` is bit 0, `parallel_ops` bit 1 (see the example).
+        family._bitfield_1 = bindings::__BindgenBitfieldUnit::new([0b11]);
+        family.module = module.as_ptr();
+        family.mcgrps = mcgrps.as_ptr().cast();
+        family.n_mcgrps = n_mcgrps;
+        if CStr::from_bytes_with_nul(name).is_err() {
+            panic!("genl_family name not nul-terminated");
+        }
+        if family.name.len() < name.len() {
+            panic!("genl_family name too long");
+        }
+        let mut i = 0;
+        while i < name.len() {
+            family.name[i] = name[i] as _;
+            i += 1;
+        }
+        Family {
+            inner: Opaque::new(family),
+            registered: AtomicBool::new(false),
+            handler: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
-    /// Adds a message for `portid`, as [`NetlinkSkBuff::put`] builds it.
-    pub fn put(&mut self, portid: u32, seq: u32, ty: u16, flags: u16, payload: &[u8]) -> Result {
-        self.add(portid, payload.len(), |skb| {
-            skb.put(portid, seq, ty, flags, payload)
+    /// Whether anybody listens to multicast group `group` (its index in
+    /// the family's groups) in the initial network namespace
+    /// (`genl_has_listeners()`); `false` for a group the family does not
+    /// have.
+    pub fn has_listeners(&self, group: u32) -> bool {
+        if group >= self.n_mcgrps() {
+            return false;
+        }
+        // SAFETY: The family is valid and has the group; `init_net` lives
+        // forever.
+        unsafe {
+            bindings::genl_has_listeners(
+                self.as_raw(),
+                ptr::addr_of_mut!(bindings::init_net),
+                group,
+            ) != 0
+        }
+    }
+
+    /// The C family.
+    pub fn as_raw(&self) -> *mut bindings::genl_family {
+        self.inner.get()
+    }
+
+    fn n_mcgrps(&self) -> u32 {
+        // SAFETY: `n_mcgrps` is set by `const_new` and never written again.
+        unsafe { (*self.as_raw()).n_mcgrps }.into()
+    }
+
+    /// Registers the family, with no commands (`genl_register_family()`).
+    pub fn register(&'static self) -> Result<Registration> {
+        self.register_with(&Ops::NONE, Arc::new((), GFP_KERNEL)?)
+    }
+
+    /// Registers the family with the commands `ops`, handled by `handler`
+    /// (`genl_register_family()`). The handler is shared: the registration
+    /// keeps a reference, and so does each running dump.
+    ///
+    /// Fails with `EBUSY` while another registration of the family exists,
+    /// with `EINVAL` when the description is invalid (an attribute above
+    /// `maxattr`, too many commands, a string policy of length 0), and with
+    /// the core's error otherwise, e.g. `EEXIST` when the name is taken.
+    pub fn register_with<T: Handler>(
+        &'static self,
+        ops: &Ops,
+        handler: Arc<T>,
+    ) -> Result<Registration<T>> {
+        let tables = Tables::new::<T>(ops)?;
+        if self.registered.swap(true, Ordering::Acquire) {
+            return Err(EBUSY);
+        }
+        let handler = Arc::into_raw(handler);
+        self.handler
+            .store(handler.cast_mut().cast(), Ordering::Release);
+        // SAFETY: The family is not registered, and this registration has the
+        // claim: nothing else reads or writes these fields now.
+        unsafe {
+            let raw = self.as_raw();
+            (*raw).ops = tables.ops.as_ptr();
+            (*raw).n_ops = tables.ops.len() as u8;
+            (*raw).maxattr = ops.maxattr.into();
+        }
+        // INVARIANT: The claim is held, and `handler` is the handler that the
+        // ops just set call.
+        let registration = Registration {
+            family: self,
+            tables,
+            handler,
+        };
+        // SAFETY: The family is valid, static, and set up above.
+        if let Err(e) = to_result(unsafe { bindings::genl_register_family(self.as_raw()) }) {
+            registration.forget_registered();
+            return Err(e);
+        }
+        Ok(registration)
+    }
+}
+
+/// How the core validates one attribute (`struct nla_policy`).
+#[derive(Clone, Copy)]
+pub enum Policy {
+    /// A NUL-terminated string of at most `max_len` characters before the
+    /// NUL (`NLA_NUL_STRING` with `.len = max_len`).
+    ///
+    /// `max_len` must not be 0: in C, 0 means "no limit", not "empty", and
+    /// [`Family::register_with`] refuses it.
+    NulString {
+        /// Longest string, NUL not counted; at least 1.
+        max_len: u16,
+    },
+    /// A 32-bit unsigned integer (`NLA_U32`).
+    U32,
+    /// A flag: present or not, no payload (`NLA_FLAG`).
+    Flag,
+}
+
+impl Policy {
+    /// The C policy; `EINVAL` for a description that C would read otherwise.
+    fn to_raw(self) -> Result<bindings::nla_policy> {
+        // SAFETY: All-zeroes is `NLA_UNSPEC` with no limits, as C's `{}`.
+        let mut raw: bindings::nla_policy = unsafe { core::mem::zeroed() };
+        let (ty, len) = match self {
+            Policy::NulString { max_len: 0 } => return Err(EINVAL),
+            Policy::NulString { max_len } => (bindings::NLA_NUL_STRING, max_len),
+            Policy::U32 => (bindings::NLA_U32, 0),
+            Policy::Flag => (bindings::NLA_FLAG, 0),
+        };
+        raw.type_ = ty as u8;
+        raw.len = len;
+        Ok(raw)
+    }
+}
+
+/// One command of a family: its number, the policy of the attributes it
+/// accepts, and whether it dumps.
+pub struct Command {
+    /// The command number (`genlmsghdr.cmd`).
+    pub cmd: u8,
+    /// The attributes the command accepts; any other is rejected.
+    pub policy: &'static [(u16, Policy)],
+    /// Whether only `CAP_NET_ADMIN` may send it (`GENL_ADMIN_PERM`).
+    pub admin_perm: bool,
+    /// Whether the command also dumps (`NLM_F_DUMP`): [`Handler::start`]
+    /// and [`Handler::dumpit`] serve it. Otherwise the core answers a dump
+    /// request with `EOPNOTSUPP`.
+    pub dump: bool,
+}
+
+/// The commands of a family, as plain data.
+pub struct Ops {
+    /// The highest attribute number. Every policy table is sized
+    /// `maxattr + 1`, indexed by attribute number.
+    pub maxattr: u16,
+    /// The commands.
+    pub commands: &'static [Command],
+}
+
+impl Ops {
+    /// No commands.
+    pub const NONE: Ops = Ops {
+        maxattr: 0,
+        commands: &[],
+    };
+}
+
+/// Handles the commands of a registered family.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::c_str;
+/// use kernel::net::netlink::{Command, Family, Handler, Info, Ops, Policy};
+/// use kernel::sync::Arc;
+///
+/// # // SAFETY: Code built into the kernel, as this example is, has no module:
+/// # // its `THIS_MODULE` is NULL.
+/// # static THIS_MODULE: kernel::ThisModule =
+/// #     unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
+/// static FAMILY: Family = Family::const_new(&THIS_MODULE, b"example\0", 1, &[]);
+///
+/// struct Refuse;
+///
+/// impl Handler for Refuse {
+///     type Cursor = ();
+///
+///     fn doit(&self, _info: &Info<'_>) -> Result {
+///         Err(EOPNOTSUPP)
+///     }
+/// }
+///
+/// const OPS: Ops = Ops {
+///     maxattr: 2,
+///     commands: &[Command {
+///         cmd: 1,
+///         policy: &[(1, Policy::NulString { max_len: 64 }), (2, Policy::U32)],
+///         admin_perm: false,
+///         dump: false,
+///     }],
+/// };
+/// let registration = FAMILY.register_with(&OPS, Arc::new(Refuse, GFP_KERNEL)?)?;
+/// // One registration at a time.
+/// assert_eq!(FAMILY.register().err(), Some(EBUSY));
+/// drop(registration);
+///
+/// // A string of at most 0 characters would mean "no limit" to C: refused.
+/// const UNLIMITED: Ops = Ops {
+///     commands: &[Command {
+///         cmd: 1,
+///         policy: &[(1, Policy::NulString { max_len: 0 })],
+///         admin_perm: false,
+///         dump: false,
+///     }],
+///     ..OPS
+/// };
+/// assert_eq!(FAMILY.register_with(&UNLIMITED, Arc::new(Refuse, GFP_KERNEL)?).err(), Some(EINVAL));
+/// // So is an attribute above `maxattr`.
+/// const ABOVE: Ops = Ops { maxattr: 1, ..OPS };
+/// assert_eq!(FAMILY.register_with(&ABOVE, Arc::new(Refuse, GFP_KERNEL)?).err(), Some(EINVAL));
+/// # Ok::<(), Error>(())
+/// ```
+pub trait Handler: Send + Sync + Sized + 'static {
+    /// The state of a dump between two [`dumpit`](Self::dumpit) calls,
+    /// dropped when the dump ends or its socket closes (`done`).
+    type Cursor: Send;
+
+    /// The room, in bytes, that each [`dumpit`](Self::dumpit) call gets at
+    /// least (`cb->min_dump_alloc`): the largest message that a dump
+    /// sends, so that each fits in a buffer of its own. The core's default
+    /// is `NLMSG_GOODSIZE`, about a page; it gives more to a requester that
+    /// reads with a larger buffer, but only from its first `recvmsg()` on.
+    const MIN_DUMP_ALLOC: usize = 0;
+
+    /// Handles one request whose attributes passed the command's policy.
+    ///
+    /// Runs in the sender's context and may sleep. Returning an error makes
+    /// the core answer `NLMSG_ERROR` with it (and the extended-ack message
+    /// set on `info`); returning `Ok(())` acknowledges only if the request
+    /// asked for it (`NLM_F_ACK`).
+    fn doit(&self, info: &Info<'_>) -> Result;
+
+    /// Starts a dump of a command with [`Command::dump`]: checks the
+    /// request, whose attributes passed the policy, and returns the
+    /// cursor. An error is the answer to the request, as for `doit`.
+    fn start(&self, _info: &Info<'_>) -> Result<Self::Cursor> {
+        Err(EOPNOTSUPP)
+    }
+
+    /// Fills `dump`'s buffer with the next messages of a dump, from
+    /// `cursor` on, and moves `cursor` past them.
+    ///
+    /// Returns `Ok(())` when everything is dumped: the core then ends the
+    /// dump with `NLMSG_DONE`. A message that does not fit fails with
+    /// `EMSGSIZE`: pass it on, and `dumpit` runs again, with the same
+    /// cursor, when the requester has read this buffer. (`EMSGSIZE` with
+    /// nothing in the buffer, and any other error, ends the dump with that
+    /// error.) Runs in the requester's `recvmsg()` (the first time in its
+    /// `sendmsg()`) and may sleep; the dumps of one socket never run
+    /// concurrently.
+    fn dumpit(&self, _cursor: &mut Self::Cursor, _dump: &mut Dump<'_>) -> Result {
+        Err(EOPNOTSUPP)
+    }
+}
+
+impl Handler for () {
+    type Cursor = ();
+
+    fn doit(&self, _info: &Info<'_>) -> Result {
+        Err(EOPNOTSUPP)
+    }
+}
+
+/// The C tables of a family's commands: they must stay in place while the
+/// family is registered.
+struct Tables {
+    ops: KVec<bindings::genl_ops>,
+    /// Indexed like `ops`; each `maxattr + 1` entries. The tables live in
+    /// the heap buffers of the inner vectors, which do not move.
+    _policies: KVec<KVec<bindings::nla_policy>>,
+}
+
+impl Tables {
+    fn new<T: Handler>(desc: &Ops) -> Result<Self> {
+        if u8::try_from(desc.commands.len()).is_err() {
+            return Err(EINVAL);
+        }
+        let mut ops = KVec::with_capacity(desc.commands.len(), GFP_KERNEL)?;
+        let mut policies = KVec::with_capacity(desc.commands.len(), GFP_KERNEL)?;
+        for command in desc.commands {
+            // Indexed by attribute number: `maxattr + 1` entries.
+            let mut policy = KVec::with_capacity(usize::from(desc.maxattr) + 1, GFP_KERNEL)?;
+            for _ in 0..=desc.maxattr {
+                // SAFETY: All-zeroes is `NLA_UNSPEC`: the attribute is unused.
+                policy.push(unsafe { core::mem::zeroed() }, GFP_KERNEL)?;
+            }
+            for &(attr, p) in command.policy {
+                *policy.get_mut(usize::from(attr)).ok_or(EINVAL)? = p.to_raw()?;
+            }
+            // SAFETY: All-zeroes is a `genl_ops` with no callbacks, as C's `{}`.
+            let mut op: bindings::genl_ops = unsafe { core::mem::zeroed() };
+            op.cmd = command.cmd;
+            op.doit = Some(doit_callback::<T>);
+            if command.dump {
+                op.start = Some(start_callback::<T>);
+                op.dumpit = Some(dumpit_callback::<T>);
+                op.done = Some(done_callback::<T>);
+            }
+            op.maxattr = desc.maxattr.into();
+            op.policy = policy.as_ptr();
+            if command.admin_perm {
+                op.flags = bindings::GENL_ADMIN_PERM as u8;
+            }
+            ops.push(op, GFP_KERNEL)?;
+            policies.push(policy, GFP_KERNEL)?;
+        }
+        Ok(Self {
+            ops,
+            _policies: policies,
+        })
+    }
+}
+
+/// The registration of a generic netlink family; unregisters it on drop.
+///
+/// # Invariants
+///
+/// `family` is registered, with the ops of `tables`, and this registration
+/// holds its claim; `handler` comes from `Arc::into_raw()` and is published
+/// in `family.handler`.
+pub struct Registration<T: Handler = ()> {
+    family: &'static Family,
+    tables: Tables,
+    handler: *const T,
+}
+
+// SAFETY: The registration only unregisters and frees, which may happen on
+// any thread; `T` is `Send + Sync` (required by `Handler`).
+unsafe impl<T: Handler> Send for Registration<T> {}
+
+// SAFETY: `Registration` exposes nothing through a shared reference.
+unsafe impl<T: Handler> Sync for Registration<T> {}
+
+impl<T: Handler> Registration<T> {
+    /// Undoes what `register_with` did before `genl_register_family()`:
+    /// for a registration that failed.
+    fn forget_registered(self) {
+        let me = ManuallyDrop::new(self);
+        me.unpublish();
+        // SAFETY: `me` is never dropped: `tables` is moved out exactly once.
+        drop(unsafe { ptr::read(&me.tables) });
+    }
+
+    /// Clears the ops and the handler, releases the claim, and drops this
+    /// registration's reference to the handler.
+    fn unpublish(&self) {
+        // SAFETY: The family is not registered (any more), and this
+        // registration has the claim: nothing else reads or writes these.
+        unsafe {
+            let raw = self.family.as_raw();
+            (*raw).ops = ptr::null();
+            (*raw).n_ops = 0;
+        }
+        self.family
+            .handler
+            .store(ptr::null_mut(), Ordering::Relaxed);
+        self.family.registered.store(false, Ordering::Release);
+        // SAFETY: `handler` comes from `Arc::into_raw()` (type invariant),
+        // and is no longer published: the core calls no `doit` or `start`
+        // any more, and running dumps hold references of their own.
+        drop(unsafe { Arc::from_raw(self.handler) });
+    }
+}
+
+impl<T: Handler> Drop for Registration<T> {
+    /// Unregisters the family. Sleeps: it waits for the requests in flight.
+    ///
+    /// A dump may outlive the registration (its socket reads on after
+    /// `genl_unregister_family()`): it holds its own reference to the
+    /// handler, and the core pins the module until the dump ends.
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the family is registered.
+        // Unregistering takes the core's `cb_lock` for writing, so it waits
+        // for every `doit` and `start` in flight, and none starts afterwards.
+        unsafe { bindings::genl_unregister_family(self.family.as_raw()) };
+        self.unpublish();
+    }
+}
+
+/// The handler of the registration in force of the family of `info`.
+///
+/// # Safety
+///
+/// `info` must be the `genl_info` of a `doit` or `start` call of the ops
+/// that a `Registration<T>` set up, during the call.
+unsafe fn handler_of<'a, T: Handler>(info: *const bindings::genl_info) -> &'a T {
+    // SAFETY: `family` is the first field of a `#[repr(C)] Family`, static.
+    let family = unsafe { &*(*info).family.cast::<Family>() };
+    // SAFETY: While the ops run, the registration that set them up exists
+    // (its drop waits for them), and its handler, a `T`, is published.
+    unsafe { &*family.handler.load(Ordering::Acquire).cast::<T>() }
+}
+
+/// The `doit` of every command of a [`Registration<T>`].
+///
+/// # Safety
+///
+/// Called by the generic netlink core only, with the request skb and a valid
+/// `info` whose `family` is registered by a `Registration<T>`.
+unsafe extern "C" fn doit_callback<T: Handler>(
+    _skb: *mut bindings::sk_buff,
+    info: *mut bindings::genl_info,
+) -> c_int {
+    // SAFETY: The core calls this during a `doit` of the registration's ops.
+    let handler = unsafe { handler_of::<T>(info) };
+    // SAFETY: The core passes the `genl_info` of this `doit`, whose attribute
+    // table it sized by the ops' `maxattr` (or left NULL when it is 0) and
+    // validated against the command's policy, and whose `extack` is valid.
+    let info = unsafe { Info::from_raw(info) };
+    match handler.doit(&info) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// What a running dump keeps in `cb->args[0]`: its own reference to the
+/// handler, and the cursor.
+struct DumpState<T: Handler> {
+    handler: Arc<T>,
+    cursor: T::Cursor,
+}
+
+/// The `start` of every dumping command of a [`Registration<T>`].
+///
+/// # Safety
+///
+/// Called by the generic netlink core only, with the callback of a dump
+/// being started for a family registered by a `Registration<T>`.
+unsafe extern "C" fn start_callback<T: Handler>(cb: *mut bindings::netlink_callback) -> c_int {
+    // SAFETY: The core set up `cb->data` (`genl_start()`) before this call:
+    // a `genl_info` with the parsed, validated attributes and the extack
+    // of the request, valid during the call.
+    let raw = unsafe { bindings::genl_info_dump(cb) }.cast_mut();
+    // SAFETY: `start` runs under the core's `cb_lock`, as `doit` does.
+    let handler = unsafe { handler_of::<T>(raw) };
+    // SAFETY: As for `doit`.
+    let info = unsafe { Info::from_raw(raw) };
+    let min_dump_alloc = u32::try_from(T::MIN_DUMP_ALLOC.min(MAX_SKB_SIZE)).unwrap_or(0);
+    // SAFETY: `cb` is valid; the core reads `min_dump_alloc` after `start`.
+    unsafe { (*cb).min_dump_alloc = (*cb).min_dump_alloc.max(min_dump_alloc) };
+    let result = handler.start(&info).and_then(|cursor| {
+        // SAFETY: `handler` is the data of an `Arc` (`Registration`'s
+        // invariant) that the registration keeps alive during the call.
+        let handler = unsafe { ArcBorrow::from_raw(handler) }.into();
+        Ok(KBox::new(DumpState { handler, cursor }, GFP_KERNEL)?)
+    });
+    match result {
+        Ok(state) => {
+            // SAFETY: `cb` is valid; `args` is ours while the dump runs.
+            unsafe { (*cb).__bindgen_anon_1.args[0] = KBox::into_raw(state) as _ };
+            0
+        }
+        // The core calls no `done` after a failed `start`.
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The state that `start_callback` stored in `cb`.
+///
+/// # Safety
+///
+/// `cb` must be the callback of a dump whose `start_callback::<T>`
+/// succeeded and whose `done_callback::<T>` has not run.
+unsafe fn dump_state<T: Handler>(cb: *mut bindings::netlink_callback) -> *mut DumpState<T> {
+    // SAFETY: `cb` is valid, and `args[0]` holds the state (the caller's
+    // guarantee).
+    unsafe { (*cb).__bindgen_anon_1.args[0] as *mut DumpState<T> }
+}
+
+/// The `dumpit` of every dumping command of a [`Registration<T>`].
+///
+/// # Safety
+///
+/// Called by the netlink core only, with the buffer to fill and the callback
+/// of a dump started by `start_callback::<T>`.
+unsafe extern "C" fn dumpit_callback<T: Handler>(
+    skb: *mut bindings::sk_buff,
+    cb: *mut bindings::netlink_callback,
+) -> c_int {
+    // SAFETY: `start` succeeded; `done` runs only after the last `dumpit`,
+    // and the core runs the dumps of a socket one at a time (`nl_cb_mutex`).
+    let state = unsafe { &mut *dump_state::<T>(cb) };
+    // INVARIANT: The core passes its buffer for this call and the dump's
+    // callback, set up by `genl_start()`.
+    let mut dump = Dump {
+        skb,
+        cb,
+        _lifetime: PhantomData,
+    };
+    match state.handler.dumpit(&mut state.cursor, &mut dump) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The `done` of every dumping command of a [`Registration<T>`].
+///
+/// # Safety
+///
+/// Called by the netlink core only, once, at the end of a dump started by
+/// `start_callback::<T>`.
+unsafe extern "C" fn done_callback<T: Handler>(cb: *mut bindings::netlink_callback) -> c_int {
+    // SAFETY: `start` succeeded, so the state is there, from
+    // `KBox::into_raw()`; no `dumpit` runs any more.
+    drop(unsafe { KBox::from_raw(dump_state::<T>(cb)) });
+    0
+}
+
+/// A request to a generic netlink family, borrowed for the duration of
+/// [`Handler::doit`] or [`Handler::start`].
+///
+/// # Invariants
+///
+/// `raw` is the valid `genl_info` of the running `doit` or `start`: its
+/// attribute table is NULL (the ops have `maxattr == 0`) or has
+/// `maxattr + 1` entries, each NULL or an attribute of the request that
+/// passed the command's policy, and its `extack` is valid.
+pub struct Info<'a> {
+    raw: *mut bindings::genl_info,
+    _lifetime: PhantomData<&'a bindings::genl_info>,
+}
+
+impl<'a> Info<'a> {
+    /// # Safety
+    ///
+    /// `raw` must satisfy the type invariants for `'a`.
+    unsafe fn from_raw(raw: *mut bindings::genl_info) -> Self {
+        // INVARIANT: The caller guarantees the invariants.
+        Self {
+            raw,
+            _lifetime: PhantomData,
+        }
+    }
+
+    fn maxattr(&self) -> u16 {
+        // SAFETY: By the type invariant, `raw` and its family are valid; the
+        // registration set the family's `maxattr`, that of every command,
+        // from a `u16` (`Ops::maxattr`).
+        unsafe { (*(*self.raw).family).maxattr as u16 }
+    }
+
+    /// The command of the request.
+    pub fn cmd(&self) -> u8 {
+        // SAFETY: By the type invariant, `raw` and its `genlhdr` are valid.
+        unsafe { (*(*self.raw).genlhdr).cmd }
+    }
+
+    /// The port id of the sender, as the netlink core recorded it.
+    pub fn snd_portid(&self) -> u32 {
+        // SAFETY: By the type invariant, `raw` is valid.
+        unsafe { (*self.raw).snd_portid }
+    }
+
+    /// Attribute `attr` of the request, if present.
+    pub fn attr(&self, attr: u16) -> Option<Attr<'a>> {
+        if attr > self.maxattr() {
+            return None;
+        }
+        // SAFETY: By the type invariant, `raw` is valid.
+        let attrs = unsafe { (*self.raw).attrs };
+        if attrs.is_null() {
+            // No attributes: the core parses none.
+            return None;
+        }
+        // SAFETY: By the type invariant, a non-NULL table has `maxattr + 1`
+        // entries, and `attr <= maxattr`.
+        let nla = unsafe { *attrs.add(usize::from(attr)) };
+        // INVARIANT: A non-NULL entry is an attribute inside the request,
+        // valid while the request is; its length passed validation.
+        // SAFETY: Hence it satisfies `Attr`'s invariants for `'a`.
+        NonNull::new(nla).map(|nla| unsafe { Attr::from_raw(nla) })
+    }
+
+    /// Attribute `attr`, which the command requires. When it is missing,
+    /// reports it in the extended ack (`NL_SET_ERR_ATTR_MISS`, with `msg` as
+    /// the message) and returns `EINVAL`.
+    pub fn required_attr(&self, attr: u16, msg: &'static CStr) -> Result<Attr<'a>> {
+        self.attr(attr).ok_or_else(|| {
+            // SAFETY: By the type invariant, `extack` is valid; the core
+            // reads it after `doit` returns, and `msg` is static.
+            unsafe {
+                let extack = (*self.raw).extack;
+                (*extack).miss_type = attr;
+                (*extack).miss_nest = ptr::null();
+                (*extack)._msg = msg.as_char_ptr();
+            }
+            EINVAL
         })
     }
 
-    /// Adds the `NLMSG_ERROR` answering `request`, as
-    /// [`NetlinkSkBuff::put_ack`] builds it. If it cannot be allocated, the
-    /// sender is told (`ENOBUFS`), as `netlink_ack()` does.
-    pub fn put_ack(&mut self, request: &impl Received, result: Result) -> Result {
-        let copied = match result {
-            Err(_) if !request.caps_acks() => nlmsg_align(request.payload().len()),
-            _ => 0,
+    /// Sets the extended-ack message of the answer (`GENL_SET_ERR_MSG`).
+    pub fn set_err_msg(&self, msg: &'static CStr) {
+        // SAFETY: By the type invariant, `extack` is valid, and `msg` is
+        // static.
+        unsafe { (*(*self.raw).extack)._msg = msg.as_char_ptr() };
+    }
+
+    /// Sets a formatted extended-ack message (`NL_SET_ERR_MSG_FMT`), cut at
+    /// `NETLINK_MAX_FMTMSG_LEN - 1` bytes, as C's `snprintf()` cuts it.
+    pub fn set_err_msg_fmt(&self, args: fmt::Arguments<'_>) {
+        let mut buf = MsgBuf {
+            buf: [0; bindings::NETLINK_MAX_FMTMSG_LEN as usize],
+            len: 0,
         };
-        let added = self.add(
-            request.portid(),
-            NLMSGERR_SIZE.saturating_add(copied),
-            |skb| skb.put_ack(request, result),
-        );
-        // A failed send is reported by the core already (an overrun), or
-        // has nobody to tell (the receiver is gone).
-        if added == Err(ENOMEM) {
-            request.report_loss();
-        }
-        added
-    }
-
-    /// Sends the pending datagram, if there is one.
-    pub fn flush(&mut self) -> Result {
-        match self.pending.take() {
-            Some(pending) => self.socket.unicast(pending.skb, pending.portid),
-            None => Ok(()),
-        }
-    }
-
-    /// Bytes of the messages in the datagram being filled: 0 when nothing
-    /// is pending.
-    pub fn pending(&self) -> usize {
-        self.pending.as_ref().map_or(0, |pending| pending.used)
-    }
-
-    /// Adds a message of `payload` bytes that `put` writes into an skb.
-    fn add(
-        &mut self,
-        portid: u32,
-        payload: usize,
-        put: impl Fn(&mut NetlinkSkBuff) -> Result,
-    ) -> Result {
-        let size = nlmsg_total_size(payload)?;
-        if let Some(pending) = self.pending.as_mut() {
-            if pending.portid == portid && pending.put(size, &put, self.flags)? {
-                return Ok(());
+        // `MsgBuf` never fails: it cuts.
+        let _ = fmt::write(&mut buf, args);
+        // SAFETY: By the type invariant, `extack` is valid and ours during
+        // the call; the message points into its own buffer, NUL-terminated
+        // (`buf` keeps its last byte 0).
+        unsafe {
+            let extack = (*self.raw).extack;
+            for (dst, &src) in (*extack)._msg_buf.iter_mut().zip(buf.buf.iter()) {
+                *dst = src as _;
             }
-            // The earlier receiver learns of a failure from the core.
-            let _ = self.flush();
+            (*extack)._msg = (*extack)._msg_buf.as_ptr();
         }
-        let mut skb = NetlinkSkBuff::new(payload, self.flags)?;
-        put(&mut skb)?;
-        if !self.coalesce {
-            return self.socket.unicast(skb, portid);
+    }
+
+    /// Points the extended ack at `attr`, an attribute of this request, as
+    /// the one in error (`NL_SET_BAD_ATTR`): the answer carries its offset.
+    pub fn set_bad_attr(&self, attr: &Attr<'a>) {
+        // SAFETY: By the type invariant, `extack` is valid; `attr` lies in
+        // this request (it has the request's lifetime `'a`).
+        unsafe {
+            let extack = (*self.raw).extack;
+            (*extack).bad_attr = attr.nla.as_ptr();
+            (*extack).policy = ptr::null();
         }
-        self.pending = Some(Pending {
-            portid,
-            skb,
-            used: size,
-        });
+    }
+}
+
+/// A message buffer that cuts what does not fit, keeping a final NUL.
+struct MsgBuf {
+    buf: [u8; bindings::NETLINK_MAX_FMTMSG_LEN as usize],
+    len: usize,
+}
+
+impl fmt::Write for MsgBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len() - 1 - self.len;
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
         Ok(())
     }
 }
 
-impl Pending {
-    /// Puts a message of `size` bytes, growing the datagram to a page's
-    /// worth if needed (once: after that, whatever is within the budget
-    /// fits); `false` when it is full.
-    fn put(
-        &mut self,
-        size: usize,
-        put: impl Fn(&mut NetlinkSkBuff) -> Result,
-        flags: Flags,
-    ) -> Result<bool> {
-        if self.used.saturating_add(size) > NLMSG_DEFAULT_SIZE {
-            // Over a page: not even into the slack of a large message's
-            // buffer, which `kmalloc()` rounds up.
-            return Ok(false);
+/// An attribute of a request, validated by its policy.
+///
+/// # Invariants
+///
+/// `nla` points to a valid attribute whose payload of
+/// `nla_len - NLA_HDRLEN` bytes follows it, alive for `'a`.
+pub struct Attr<'a> {
+    nla: NonNull<bindings::nlattr>,
+    _lifetime: PhantomData<&'a bindings::nlattr>,
+}
+
+impl<'a> Attr<'a> {
+    /// # Safety
+    ///
+    /// `nla` must satisfy the type invariants for `'a`.
+    unsafe fn from_raw(nla: NonNull<bindings::nlattr>) -> Self {
+        // INVARIANT: The caller guarantees the invariants.
+        Self {
+            nla,
+            _lifetime: PhantomData,
         }
-        let mut result = put(&mut self.skb);
-        if result == Err(EMSGSIZE) {
-            // To a page's worth of messages (no headroom: the data starts
-            // at the head).
-            let capacity = self.used + self.skb.tailroom();
-            let extra = NLMSG_DEFAULT_SIZE.saturating_sub(capacity);
-            if extra > 0 && self.skb.grow(extra, flags).is_ok() {
-                result = put(&mut self.skb);
-            }
-        }
-        match result {
-            Ok(()) => {
-                self.used += size;
-                Ok(true)
-            }
-            Err(e) if e == EMSGSIZE => Ok(false),
-            Err(e) => Err(e),
-        }
+    }
+
+    /// The payload (`nla_data()`, `nla_len()`).
+    pub fn data(&self) -> &'a [u8] {
+        // SAFETY: By the type invariant, the header is valid.
+        let len = usize::from(unsafe { (*self.nla.as_ptr()).nla_len });
+        let len = len.saturating_sub(NLA_HDRLEN);
+        // SAFETY: By the type invariant, `len` payload bytes follow the
+        // header, alive and unmodified for `'a`.
+        unsafe { core::slice::from_raw_parts(self.nla.as_ptr().cast::<u8>().add(NLA_HDRLEN), len) }
+    }
+
+    /// The string of an `NLA_NUL_STRING` attribute, NUL included: the
+    /// policy guarantees a NUL within the payload.
+    pub fn nul_string(&self) -> Result<&'a CStr> {
+        let data = self.data();
+        let nul = data.iter().position(|&b| b == 0).ok_or(EINVAL)?;
+        CStr::from_bytes_with_nul(&data[..=nul]).map_err(|_| EINVAL)
+    }
+
+    /// The value of an `NLA_U32` attribute.
+    pub fn u32(&self) -> Result<u32> {
+        let bytes = self.data().get(..4).ok_or(EINVAL)?;
+        Ok(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 }
 
-impl Drop for Replies<'_> {
+/// The buffer that one [`Handler::dumpit`] call fills, and its dump.
+///
+/// # Invariants
+///
+/// `skb` is the core's buffer for this `dumpit` call, and `cb` the dump's
+/// callback, set up by `genl_start()`; both are valid for `'a`.
+pub struct Dump<'a> {
+    skb: *mut bindings::sk_buff,
+    cb: *mut bindings::netlink_callback,
+    _lifetime: PhantomData<&'a mut bindings::sk_buff>,
+}
+
+impl Dump<'_> {
+    /// Records the generation of the dumped data (`cb->seq`). When it
+    /// differs from the one of the previous message, the messages from now
+    /// on carry `NLM_F_DUMP_INTR`, telling the requester that the data
+    /// changed during the dump (`genl_dump_check_consistent()`). Set it
+    /// before putting the messages of each call.
+    pub fn set_generation(&mut self, generation: u32) {
+        // SAFETY: By the type invariant, `cb` is valid, and ours in the call.
+        unsafe { (*self.cb).seq = generation };
+    }
+
+    /// Starts the next message of the dump, with command `cmd`: the
+    /// requester's port id and sequence number, `NLM_F_MULTI`
+    /// (`genlmsg_put()`, `genl_dump_check_consistent()`). Fails with
+    /// `EMSGSIZE` when the headers do not fit.
+    pub fn genlmsg_put(&mut self, cmd: u8) -> Result<DumpMsg<'_>> {
+        // SAFETY: By the type invariant, `cb`, its request skb and header,
+        // and the `genl_info` that `genl_start()` set up are valid; the
+        // family is the static one whose ops run.
+        let hdr = unsafe {
+            let cb = self.cb;
+            bindings::genlmsg_put(
+                self.skb,
+                (*bindings::NETLINK_CB((*cb).skb)).portid,
+                (*(*cb).nlh).nlmsg_seq,
+                (*bindings::genl_info_dump(cb)).family,
+                bindings::NLM_F_MULTI as c_int,
+                cmd,
+            )
+        };
+        let hdr = NonNull::new(hdr).ok_or(EMSGSIZE)?;
+        // SAFETY: `hdr` is the user header of the message just started in
+        // the dump's buffer.
+        unsafe { bindings::genl_dump_check_consistent(self.cb, hdr.as_ptr()) };
+        // INVARIANT: `hdr` is the user header of the last message of `skb`.
+        Ok(DumpMsg {
+            skb: self.skb,
+            hdr,
+            _lifetime: PhantomData,
+        })
+    }
+}
+
+/// A message of a dump being built; cancelled (`genlmsg_cancel()`) if
+/// dropped before [`end`](Self::end).
+///
+/// # Invariants
+///
+/// `hdr` points to the user header of the last message started in `skb`,
+/// the buffer of the running `dumpit`, valid for `'a`.
+pub struct DumpMsg<'a> {
+    skb: *mut bindings::sk_buff,
+    hdr: NonNull<c_void>,
+    _lifetime: PhantomData<&'a mut bindings::sk_buff>,
+}
+
+impl PutAttr for DumpMsg<'_> {
+    fn put_u32(&mut self, attrtype: c_int, value: u32) -> Result {
+        // SAFETY: By the type invariant, the skb is the dump's buffer.
+        unsafe { nla_put(self.skb, attrtype, &value.to_ne_bytes()) }
+    }
+
+    fn put_string(&mut self, attrtype: c_int, value: &CStr) -> Result {
+        // SAFETY: By the type invariant, the skb is the dump's buffer.
+        unsafe { nla_put(self.skb, attrtype, value.as_bytes_with_nul()) }
+    }
+}
+
+impl DumpMsg<'_> {
+    /// Ends the message (`genlmsg_end()`): it stays in the buffer.
+    pub fn end(self) {
+        let me = ManuallyDrop::new(self);
+        // SAFETY: By the type invariant, `hdr` is the user header of the
+        // last message in the skb.
+        unsafe { bindings::genlmsg_end(me.skb, me.hdr.as_ptr()) };
+    }
+}
+
+impl Drop for DumpMsg<'_> {
     fn drop(&mut self) {
-        // The receiver learns of a lost datagram from the netlink core
-        // (`ENOBUFS`); there is nobody else to tell.
-        let _ = self.flush();
+        // SAFETY: By the type invariant, `hdr` is the user header of the last
+        // message in the skb: removing it leaves the earlier ones.
+        unsafe { bindings::genlmsg_cancel(self.skb, self.hdr.as_ptr()) };
     }
 }
