@@ -13,7 +13,11 @@
 //!    there only for groups 1 to 32. A notification of a generic netlink
 //!    group above 32 would go to the request handles instead (as a
 //!    `BadSeqOrPid`), and the subscription would never see it.
-//!    [`GenlClient::subscribe`] refuses such a group in router mode.
+//!    [`GenlClient::subscribe`] refuses such a group in router mode. The
+//!    same happens to a raw unit's copies when the kernel sends them with a
+//!    bare `netlink_broadcast()`, which leaves `NETLINK_CB(skb).dst_group`
+//!    (and so `nl_groups`) 0; `nlmsg_multicast()` and generic netlink's
+//!    `genlmsg_multicast()` set it. Socket mode does not look at it.
 //! 9. **The router hides lost events.** An ENOBUFS from `recvfrom()` goes
 //!    to the pending requests only; the multicast handle never hears of it.
 //!    In router mode a subscriber cannot report lost events; socket mode
