@@ -259,6 +259,127 @@ pub fn kmemleak_reports(text: &str) -> (usize, Vec<String>) {
     (reports.len(), ours)
 }
 
+/// A client CLI started with `--subscribe`, its stdout read line by line
+/// on a thread of its own. Killed on drop if it is still running.
+pub struct Listener {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// The first line: the CLI prints it once it joined the group, so the
+    /// events sent after [`Listener::start`] returns reach it.
+    pub header: String,
+}
+
+impl Listener {
+    /// Start `program` with `args` and wait (at most 20 s) for its first
+    /// line. Panics with its stderr if it exits before.
+    pub fn start(program: &std::path::Path, args: &[&str]) -> Listener {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listener = Listener {
+            child,
+            lines,
+            header: String::new(),
+        };
+        match listener.next_line(std::time::Duration::from_secs(20)) {
+            Some(header) => listener.header = header,
+            None => {
+                let _ = listener.child.kill();
+                let out = listener.child.wait_with_output_now();
+                panic!("{} {args:?} printed no header: {out}", program.display());
+            }
+        }
+        listener
+    }
+
+    /// The next line of stdout, within `timeout`.
+    pub fn next_line(&mut self, timeout: std::time::Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// Wait (at most `timeout`) for the CLI to exit; returns its exit
+    /// status (`None` if it had to be killed), the rest of its stdout and
+    /// its stderr.
+    pub fn finish(mut self, timeout: std::time::Duration) -> (Option<i32>, Vec<String>, String) {
+        let start = std::time::Instant::now();
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status.code(),
+                _ if start.elapsed() > timeout => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
+        let mut rest = Vec::new();
+        while let Some(line) = self.next_line(std::time::Duration::from_millis(500)) {
+            rest.push(line);
+        }
+        let stderr = self.child.wait_with_output_now();
+        (status, rest, stderr)
+    }
+}
+
+trait StderrNow {
+    fn wait_with_output_now(&mut self) -> String;
+}
+
+impl StderrNow for std::process::Child {
+    /// The child's stderr, once it has exited.
+    fn wait_with_output_now(&mut self) -> String {
+        use std::io::Read;
+        let _ = self.wait();
+        let mut text = String::new();
+        if let Some(mut err) = self.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A client CLI of the workspace, built next to the running test binary
+/// (`target/<profile>/deps/..`): `workspace_bin("user-raw")`.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

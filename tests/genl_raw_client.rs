@@ -29,15 +29,21 @@ fn text(n: usize) -> Vec<u8> {
 struct Genl {
     kmod: Kmod,
     name: &'static str,
+    /// Whether the family keeps the echo log (GET, the "events" group).
+    has_log: bool,
 }
 
 const MY_GENL: Genl = Genl {
     kmod: GENL,
     name: proto::GENL_FAMILY_NAME,
+    has_log: true,
 };
 const C_GENL: Genl = Genl {
     kmod: netlink_rosetta::C_GENL,
     name: netlink_rosetta::C_GENL_FAMILY,
+    // kmod_c_genl gets the log on another branch: then true, and the
+    // `log_tests!` below move to `for_both_families!`.
+    has_log: false,
 };
 
 /// Declares each test once per family: `my_genl::name` and `c_genl::name`.
@@ -255,16 +261,26 @@ fn family_is_visible_to_the_controller(g: Genl) {
     assert!(family.id > GENL_ID_CTRL, "dynamic ids come after nlctrl's");
     assert_eq!(family.version, u32::from(proto::GENL_FAMILY_VERSION));
     assert_eq!(family.hdrsize, 0);
-    assert_eq!(family.maxattr, u32::from(proto::GENL_ATTR_MAX));
     let ops: Vec<u32> = family.ops.iter().map(|op| op.id).collect();
-    assert_eq!(
-        ops,
-        [
-            u32::from(proto::GENL_CMD_ECHO),
-            u32::from(proto::GENL_CMD_GET)
-        ],
-        "ECHO and GET are the ops (EVENT is a notification)"
-    );
+    let groups: Vec<&str> = family
+        .mcast_groups
+        .iter()
+        .map(|g| g.name.as_str())
+        .collect();
+    if g.has_log {
+        assert_eq!(family.maxattr, u32::from(proto::GENL_ATTR_MAX));
+        assert_eq!(
+            ops,
+            [proto::GENL_CMD_ECHO, proto::GENL_CMD_GET].map(u32::from),
+            "ECHO and GET"
+        );
+        assert_eq!(groups, [proto::GENL_MCGRP_EVENTS]);
+        assert!(family.mcast_groups[0].id > 0);
+    } else {
+        assert_eq!(family.maxattr, u32::from(proto::GENL_ATTR_MSG));
+        assert_eq!(ops, [u32::from(proto::GENL_CMD_ECHO)], "ECHO only");
+        assert!(groups.is_empty());
+    }
     assert!(family.has_op(proto::GENL_CMD_ECHO));
 }
 
@@ -350,4 +366,321 @@ fn insmod_rmmod_twice(g: Genl) {
         let msg = format!("round {round}").into_bytes();
         assert_eq!(sock.genl_echo(family.id, &msg).unwrap(), msg);
     }
+}
+
+// ---------------------------------------------------------------------------
+// The echo log: GET (do and dump) and the "events" group
+// ---------------------------------------------------------------------------
+
+/// Declares each echo-log test for `my_genl` (`log::name`). kmod_c_genl
+/// gets the same log on another branch: then these move to
+/// `for_both_families!`.
+macro_rules! log_tests {
+    ($($test:ident),* $(,)?) => {
+        mod log {
+            $(
+                #[test]
+                #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+                fn $test() {
+                    super::$test(super::MY_GENL)
+                }
+            )*
+        }
+    };
+}
+
+log_tests!(
+    dump_returns_the_last_echoes_oldest_first,
+    dump_larger_than_a_receive_buffer,
+    dump_into_a_too_small_buffer_is_truncated,
+    socket_closed_in_a_dump_then_the_module_unloads,
+    dump_intr_when_an_echo_comes_between_two_datagrams,
+    get_returns_one_entry,
+    get_of_a_missing_entry_is_enoent_with_extack,
+    get_without_id_is_einval_naming_the_attribute,
+    subscriber_sees_exactly_the_echoes_after_it_joined,
+    cli_dump_prints_every_entry_then_done,
+    cli_subscribe_prints_the_events_after_its_header,
+);
+
+/// Echo each of `msgs`; returns them.
+fn echo_all(sock: &mut Socket, family: u16, msgs: &[Vec<u8>]) {
+    for msg in msgs {
+        assert_eq!(&sock.genl_echo(family, msg).expect("echo"), msg);
+    }
+}
+
+/// `n` messages of `len` characters, each starting with `tag` and its index.
+fn messages_of(tag: &str, n: usize, len: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut m = format!("{tag} {i:04} ").into_bytes();
+            m.extend(text(len.saturating_sub(m.len())));
+            m
+        })
+        .collect()
+}
+
+/// The ids of a dump follow each other: the log keeps the last echoes in
+/// order, oldest first.
+fn assert_consecutive(entries: &[user_raw::Entry]) {
+    for pair in entries.windows(2) {
+        assert_eq!(pair[1].id, pair[0].id + 1, "ids of consecutive entries");
+    }
+}
+
+fn dump_returns_the_last_echoes_oldest_first(g: Genl) {
+    let (mut sock, family) = connect(g);
+    let msgs = messages_of("dump", 3, 0);
+    echo_all(&mut sock, family.id, &msgs);
+    let dump = sock.genl_dump(family.id).expect("dump");
+    assert!(dump.done && !dump.interrupted);
+    let n = dump.entries.len();
+    assert!((3..=proto::ECHO_LOG_LEN).contains(&n), "{n} entries");
+    assert_consecutive(&dump.entries);
+    for (entry, msg) in dump.entries[n - 3..].iter().zip(&msgs) {
+        assert_eq!(&entry.msg, msg);
+        assert_eq!(entry.portid, sock.portid());
+    }
+    assert_eq!(dump.seq, sock.last_seq());
+}
+
+fn dump_larger_than_a_receive_buffer(g: Genl) {
+    let (mut sock, family) = connect(g);
+    let msgs = messages_of("big", proto::ECHO_LOG_LEN, 1000);
+    echo_all(&mut sock, family.id, &msgs);
+    // 1024 entries of about 1 KiB: some 45 datagrams of our 24 KiB buffer.
+    let dump = sock.genl_dump(family.id).expect("dump");
+    assert!(dump.done && !dump.interrupted);
+    assert_eq!(dump.entries.len(), proto::ECHO_LOG_LEN, "the log is full");
+    assert_consecutive(&dump.entries);
+    for (entry, msg) in dump.entries.iter().zip(&msgs) {
+        assert!(entry.msg == *msg, "entry {} differs", entry.id);
+    }
+}
+
+fn dump_into_a_too_small_buffer_is_truncated(g: Genl) {
+    let (mut sock, family) = connect(g);
+    echo_all(&mut sock, family.id, &messages_of("small", 4, 100));
+    let mut dump = sock
+        .genl_dump_start(family.id, proto::GENL_CMD_GET, &[])
+        .unwrap();
+    let mut buf = vec![0; 64];
+    match sock.genl_dump_recv(family.id, &mut dump, &mut buf) {
+        Err(e @ Error::Truncated { buf_len: 64 }) => assert_eq!(
+            e.to_string(),
+            "reply truncated (MSG_TRUNC): the datagram was longer than the 64-byte receive buffer"
+        ),
+        other => panic!("expected MSG_TRUNC, got {other:?}"),
+    }
+}
+
+/// Enough echoes of 500 characters that a dump takes several datagrams.
+fn fill_the_log(sock: &mut Socket, family: u16) {
+    echo_all(sock, family, &messages_of("fill", 200, 500));
+}
+
+fn socket_closed_in_a_dump_then_the_module_unloads(g: Genl) {
+    let (mut sock, family) = connect(g);
+    fill_the_log(&mut sock, family.id);
+    let mut dump = sock
+        .genl_dump_start(family.id, proto::GENL_CMD_GET, &[])
+        .unwrap();
+    let mut buf = vec![0; RECV_BUF_LEN];
+    sock.genl_dump_recv(family.id, &mut dump, &mut buf)
+        .expect("the first datagram");
+    assert!(!dump.done && !dump.entries.is_empty());
+    drop(sock); // in the middle of the dump: the core ends it
+    with_module_unloaded(g.kmod, || {}); // rmmod succeeds, then insmod
+    let (mut sock, family) = connect(g);
+    assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
+    let dump = sock.genl_dump(family.id).unwrap();
+    assert_eq!(dump.entries.len(), 1, "a fresh log");
+    assert_eq!(dump.entries[0].id, 1, "ids start at 1 again");
+}
+
+fn dump_intr_when_an_echo_comes_between_two_datagrams(g: Genl) {
+    let (mut sock, family) = connect(g);
+    fill_the_log(&mut sock, family.id);
+    let (mut other, _) = connect(g);
+    let mut dump = sock
+        .genl_dump_start(family.id, proto::GENL_CMD_GET, &[])
+        .unwrap();
+    let mut buf = vec![0; RECV_BUF_LEN];
+    sock.genl_dump_recv(family.id, &mut dump, &mut buf)
+        .expect("the first datagram");
+    assert!(!dump.done && !dump.interrupted, "built before the echo");
+    let first = dump.entries.len();
+    // The kernel builds the next datagram when we read this one: after
+    // this echo, which changes the log.
+    assert_eq!(
+        other.genl_echo(family.id, b"in between").unwrap(),
+        b"in between"
+    );
+    while !dump.done {
+        sock.genl_dump_recv(family.id, &mut dump, &mut buf)
+            .expect("the rest of the dump");
+    }
+    assert!(dump.interrupted, "NLM_F_DUMP_INTR after {first} entries");
+    // Run again: a consistent dump, with the echo in it.
+    let again = sock.genl_dump(family.id).unwrap();
+    assert!(!again.interrupted);
+    assert_eq!(again.entries.last().unwrap().msg, b"in between");
+    assert_consecutive(&again.entries);
+}
+
+fn get_returns_one_entry(g: Genl) {
+    let (mut sock, family) = connect(g);
+    echo_all(&mut sock, family.id, &[b"get me".to_vec()]);
+    let last = sock.genl_dump(family.id).unwrap().entries.pop().unwrap();
+    assert_eq!(last.msg, b"get me");
+    let got = sock.genl_get(family.id, Some(last.id)).expect("GET");
+    assert_eq!(got, last);
+    assert_eq!(got.portid, sock.portid());
+}
+
+fn get_of_a_missing_entry_is_enoent_with_extack(g: Genl) {
+    let (mut sock, family) = connect(g);
+    match sock.genl_get(family.id, Some(u32::MAX)) {
+        Err(Error::Kernel {
+            errno,
+            extack,
+            missing_attr,
+        }) => {
+            assert_eq!(errno, libc::ENOENT);
+            let extack = extack.expect("an extack message");
+            assert!(extack.contains(&u32::MAX.to_string()), "{extack}");
+            assert_eq!(missing_attr, None);
+        }
+        other => panic!("expected ENOENT, got {other:?}"),
+    }
+    assert_eq!(sock.genl_echo(family.id, b"after").unwrap(), b"after");
+}
+
+fn get_without_id_is_einval_naming_the_attribute(g: Genl) {
+    let (mut sock, family) = connect(g);
+    match sock.genl_get(family.id, None) {
+        Err(Error::Kernel {
+            errno,
+            extack,
+            missing_attr,
+        }) => {
+            assert_eq!(errno, libc::EINVAL);
+            assert_eq!(extack.as_deref(), Some("missing attribute ID"));
+            assert_eq!(missing_attr, Some(proto::GENL_ATTR_ID));
+        }
+        other => panic!("expected EINVAL, got {other:?}"),
+    }
+}
+
+fn subscriber_sees_exactly_the_echoes_after_it_joined(g: Genl) {
+    let (mut sock, family) = connect(g);
+    let group = family
+        .mcast_group(proto::GENL_MCGRP_EVENTS)
+        .expect("the family has its events group");
+    echo_all(&mut sock, family.id, &[b"before".to_vec()]);
+    let mut listener = Socket::connect_genl().unwrap();
+    listener.add_membership(group).expect("join");
+    let msgs = messages_of("event", 3, 0);
+    echo_all(&mut sock, family.id, &msgs);
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        events.extend(listener.recv_genl_events(family.id).expect("events"));
+    }
+    assert_eq!(events.len(), 3);
+    for (event, msg) in events.iter().zip(&msgs) {
+        assert_eq!((&event.msg, event.portid), (msg, sock.portid()));
+    }
+    assert_consecutive(&events);
+    let last = sock.genl_dump(family.id).unwrap().entries.pop().unwrap();
+    assert_eq!(&last, events.last().unwrap(), "the event is the log entry");
+    // Nothing else is queued: not "before", nor anything twice.
+    listener
+        .set_timeout(std::time::Duration::from_millis(300))
+        .unwrap();
+    assert!(matches!(
+        listener.recv_genl_events(family.id),
+        Err(Error::Timeout { .. })
+    ));
+    listener.drop_membership(group).unwrap();
+}
+
+/// Runs the user-raw CLI; returns (exit status, stdout, stderr).
+fn user_raw_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(netlink_rosetta::workspace_bin("user-raw"))
+        .args(args)
+        .output()
+        .expect("user-raw runs");
+    (
+        out.status.code().expect("exited"),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn cli_dump_prints_every_entry_then_done(g: Genl) {
+    let (mut sock, family) = connect(g);
+    echo_all(&mut sock, family.id, &[b"cli dump".to_vec()]);
+    let (status, stdout, stderr) = user_raw_cli(&["--module", "genl", "--dump"]);
+    assert_eq!((status, stderr.as_str()), (0, ""), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let header = format!("module genl: family my_genl id {}, portid ", family.id);
+    assert!(lines[0].starts_with(&header), "{}", lines[0]);
+    let entries = &lines[1..lines.len() - 1];
+    assert!(
+        entries.iter().all(|l| l.starts_with("entry id ")),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[lines.len() - 1],
+        format!("done seq 1: {} entries", entries.len())
+    );
+    let last = entries.last().unwrap();
+    assert!(
+        last.ends_with(&format!(" portid {}: \"cli dump\"", sock.portid())),
+        "{last}"
+    );
+    let (status, json, _) = user_raw_cli(&["--module", "genl", "--dump", "--json"]);
+    assert_eq!(status, 0);
+    let head = format!(
+        "{{\"client\":\"raw\",\"module\":\"genl\",\"family_id\":{},\"portid\":",
+        family.id
+    );
+    assert!(json.starts_with(&head), "{json}");
+    assert!(
+        json.contains(&format!(
+            "{{\"id\":{},\"portid\":{},\"msg\":\"cli dump\"}}],\"interrupted\":false}}",
+            sock.genl_dump(family.id).unwrap().entries.pop().unwrap().id,
+            sock.portid()
+        )),
+        "{json}"
+    );
+}
+
+fn cli_subscribe_prints_the_events_after_its_header(g: Genl) {
+    let (mut sock, family) = connect(g);
+    let group = family.mcast_group(proto::GENL_MCGRP_EVENTS).unwrap();
+    echo_all(&mut sock, family.id, &[b"not seen".to_vec()]);
+    let listener = netlink_rosetta::Listener::start(
+        &netlink_rosetta::workspace_bin("user-raw"),
+        &["--module", "genl", "--subscribe", "--count", "2"],
+    );
+    let header = format!(
+        "module genl: family my_genl id {}, group events id {group}, portid ",
+        family.id
+    );
+    assert!(listener.header.starts_with(&header), "{}", listener.header);
+    echo_all(&mut sock, family.id, &[b"hello".to_vec(), b"hi".to_vec()]);
+    let (status, lines, stderr) = listener.finish(std::time::Duration::from_secs(10));
+    assert_eq!((status, stderr.as_str()), (Some(0), ""), "{lines:?}");
+    let entries = sock.genl_dump(family.id).unwrap().entries;
+    let ids: Vec<u32> = entries[entries.len() - 2..].iter().map(|e| e.id).collect();
+    let p = sock.portid();
+    assert_eq!(
+        lines,
+        [
+            format!("event id {} portid {p}: \"hello\"", ids[0]),
+            format!("event id {} portid {p}: \"hi\"", ids[1]),
+        ]
+    );
 }

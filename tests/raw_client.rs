@@ -828,3 +828,89 @@ fn set_affinity(pid: libc::pid_t, cpu: Option<usize>) {
         std::io::Error::last_os_error()
     );
 }
+
+// ---------------------------------------------------------------------------
+// Group 1: a copy of each echo reply to the unit's listeners
+// ---------------------------------------------------------------------------
+
+/// The group tests, for the Rust units (the C twins get group 1 on another
+/// branch: then these move to `common_tests!`).
+macro_rules! group_tests {
+    ($u:ident) => {
+        tests_of!($u:
+            group_listener_sees_exactly_the_echoes_after_it_joined,
+            cli_subscribe_prints_the_copies_after_its_header,
+        );
+    };
+}
+
+mod raw_group {
+    group_tests!(RAW_UNIT);
+}
+
+mod kthread_group {
+    group_tests!(KTHREAD_UNIT);
+}
+
+fn group_listener_sees_exactly_the_echoes_after_it_joined(u: Unit) {
+    let mut sock = connect(u);
+    assert_eq!(sock.echo(b"before").unwrap(), b"before");
+    let mut listener = connect(u);
+    listener
+        .add_membership(proto::RAW_GROUP)
+        .expect("join group 1");
+    let mut sent = Vec::new();
+    for msg in [&b"first"[..], b"second", b""] {
+        assert_eq!(sock.echo(msg).unwrap(), msg);
+        sent.push((sock.last_seq(), msg.to_vec()));
+    }
+    let mut events = Vec::new();
+    while events.len() < sent.len() {
+        events.extend(listener.recv_raw_events().expect("events"));
+    }
+    let got: Vec<(u32, Vec<u8>)> = events.iter().map(|e| (e.seq, e.payload.clone())).collect();
+    assert_eq!(got, sent, "the copies, in order, with the requests' seqs");
+    for e in &events {
+        assert_eq!(e.portid, sock.portid(), "nlmsg_pid: the requester");
+        assert_eq!(e.ty, proto::ECHO_MSG_TYPE, "the reply's type");
+    }
+    // Nothing more for the listener; and nothing after it left.
+    listener.set_timeout(Duration::from_millis(300)).unwrap();
+    assert!(matches!(
+        listener.recv_raw_events(),
+        Err(user_raw::Error::Timeout { .. })
+    ));
+    listener.drop_membership(proto::RAW_GROUP).unwrap();
+    assert_eq!(sock.echo(b"after leaving").unwrap(), b"after leaving");
+    assert!(matches!(
+        listener.recv_raw_events(),
+        Err(user_raw::Error::Timeout { .. })
+    ));
+}
+
+fn cli_subscribe_prints_the_copies_after_its_header(u: Unit) {
+    let mut sock = connect(u);
+    assert_eq!(sock.echo(b"not seen").unwrap(), b"not seen");
+    let module = if u.unit == proto::RAW_UNIT {
+        "raw"
+    } else {
+        "kthread"
+    };
+    let listener = netlink_rosetta::Listener::start(
+        &netlink_rosetta::workspace_bin("user-raw"),
+        &["--module", module, "--subscribe", "--count", "1"],
+    );
+    let header = format!("module {module}: netlink unit {}, group 1, portid ", u.unit);
+    assert!(listener.header.starts_with(&header), "{}", listener.header);
+    assert_eq!(sock.echo(b"hello").unwrap(), b"hello");
+    let (status, lines, stderr) = listener.finish(Duration::from_secs(10));
+    assert_eq!((status, stderr.as_str()), (Some(0), ""), "{lines:?}");
+    assert_eq!(
+        lines,
+        [format!(
+            "event seq {} portid {}: \"hello\"",
+            sock.last_seq(),
+            sock.portid()
+        )]
+    );
+}

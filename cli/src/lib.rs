@@ -10,6 +10,12 @@
 //! and the output ([`Output`]: the text lines, the `--count` rate line, the
 //! `--json` line, the errors and the exit statuses).
 //!
+//! `--dump` and `--subscribe` share the same way: each client fills a
+//! [`Dump`], or a [`Subscription`] and then [`Notice`]s, and
+//! [`Output::finish_dump`], [`Output::subscribed`] and [`Output::follow`]
+//! print them (the `entry`, `done`, `event` lines and their JSON), with
+//! [`check_usage`] for what clap cannot check (`--dump` on a raw module).
+//!
 //! The netlink code stays in each client: its `main.rs` connects with its
 //! own library, implements [`Echo`] (one echo, its sequence number, where it
 //! goes) and maps the library's errors, which is what differs between them.
@@ -24,6 +30,18 @@
 //! ```text
 //! {"client":"raw","module":"raw","unit":31,"ok":true,"reply":"hello","bytes":5,"round_trips":1,"seconds":0.000,"round_trips_per_s":9174.3}
 //! {"client":"raw","module":"raw","ok":false,"error":"netlink unit 31 not available: is kmod-raw loaded?"}
+//! ```
+//!
+//! ```text
+//! module genl: family my_genl id 25, portid 1234
+//! entry id 1 portid 1230: "hello"
+//! done seq 1: 1 entries
+//! {"client":"raw","module":"genl","family_id":25,"portid":1234,"ok":true,"seq":1,"entries":[{"id":1,"portid":1230,"msg":"hello"}],"interrupted":false}
+//! module genl: family my_genl id 25, group events id 26, portid 1234
+//! event id 3 portid 1240: "hello"
+//! {"client":"raw","module":"genl","family_id":25,"portid":1234,"ok":true,"group":{"name":"events","id":26}}
+//! {"event":{"id":3,"portid":1240,"msg":"hello"}}
+//! {"event":{"seq":5,"portid":1240,"msg":"hello"}}
 //! ```
 
 use std::process::ExitCode;
@@ -44,6 +62,7 @@ pub struct Args {
     #[arg(long)]
     pub unit: Option<i32>,
     /// Number of echoes to do (each reply is checked); prints the rate.
+    /// With --subscribe: how many events to print before exiting.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Send BYTES bytes of a repeating a..z pattern instead of MESSAGE
@@ -57,8 +76,18 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// How long to wait for each reply, in milliseconds (0: forever).
+    /// A subscription waits for events without a limit.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     pub timeout_ms: u64,
+    /// Print every entry of the module's echo log (a generic netlink dump,
+    /// NLM_F_DUMP), then the end of the dump.
+    #[arg(long, conflicts_with_all = ["subscribe", "count", "size", "ack", "message"])]
+    pub dump: bool,
+    /// Print the module's notifications (genl: the "events" group; raw and
+    /// kthread: group 1 of the unit) until --count have been seen, or until
+    /// interrupted.
+    #[arg(long, conflicts_with_all = ["size", "ack", "message"])]
+    pub subscribe: bool,
     /// The message to echo.
     #[arg(default_value = "hello netlink")]
     pub message: String,
@@ -206,6 +235,92 @@ pub fn echo_many(args: &Args, client: &mut impl Echo) -> anyhow::Result<Report> 
     })
 }
 
+// ---------------------------------------------------------------------------
+// Dumps and subscriptions
+// ---------------------------------------------------------------------------
+
+/// One entry of the generic netlink family's echo log: a message of a dump
+/// or a `GET` reply (command `GET`, attributes `ID`, `MSG`, `PORTID`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// `GENL_ATTR_ID`: 1 for the first echo since the module was loaded.
+    pub id: u32,
+    /// `GENL_ATTR_PORTID`: the port id of the socket that sent the echo.
+    pub portid: u32,
+    /// `GENL_ATTR_MSG`, without its NUL.
+    pub msg: Vec<u8>,
+}
+
+/// What a `--dump` received.
+#[derive(Clone, Debug)]
+pub struct Dump {
+    pub target: Target,
+    /// From [`Echo::json_target`], or [`Target::json`].
+    pub json_target: Fields,
+    pub portid: u32,
+    /// The sequence number of the dump request (and of its messages).
+    pub seq: u32,
+    /// Every entry, in the order received (oldest first).
+    pub entries: Vec<Entry>,
+    /// Whether a message carried `NLM_F_DUMP_INTR`: the log changed during
+    /// the dump, which may have skipped or repeated entries.
+    pub interrupted: bool,
+}
+
+/// The multicast group a `--subscribe` joined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// A generic netlink group: its name and the id the controller gave it.
+    Genl { name: String, id: u32 },
+    /// A raw unit's group number ([`proto::RAW_GROUP`]).
+    Raw(u32),
+}
+
+/// Where a `--subscribe` listens, printed once the membership is joined.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    pub target: Target,
+    /// From [`Echo::json_target`], or [`Target::json`].
+    pub json_target: Fields,
+    pub portid: u32,
+    pub group: Group,
+}
+
+/// One notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Generic netlink `EVENT`: the new log entry.
+    Genl(Entry),
+    /// A raw unit's copy of an echo reply: its sequence number, the
+    /// requester's port id (`nlmsg_pid`) and the payload.
+    Raw {
+        seq: u32,
+        portid: u32,
+        payload: Vec<u8>,
+    },
+}
+
+/// What a subscribed socket received next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Event(Event),
+    /// `recvmsg` failed with ENOBUFS: the receive queue overflowed and
+    /// events were dropped. The socket goes on.
+    Lost,
+}
+
+/// The usage errors of `--dump` and `--subscribe` that clap does not check,
+/// and of `--unit` with genl (`unit_message`: each client words it).
+pub fn check_usage(args: &Args, unit_message: &str) -> Result<(), String> {
+    if args.module == Module::Genl && args.unit.is_some() {
+        return Err(unit_message.to_string());
+    }
+    if args.dump && args.module != Module::Genl {
+        return Err("--dump applies to generic netlink only: the raw units keep no log".into());
+    }
+    Ok(())
+}
+
 /// Members of a JSON object, in order, each written as `,"key":value`.
 /// Keys are plain ASCII names, written as they are.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -268,6 +383,183 @@ impl<'a> Output<'a> {
             }
         }
         ExitCode::SUCCESS
+    }
+
+    /// Print a dump (text, or JSON with `--json`) and exit with 0; with 1
+    /// if it was interrupted (`NLM_F_DUMP_INTR`: the entries are printed,
+    /// then the error) or failed.
+    pub fn finish_dump(&self, result: anyhow::Result<Dump>) -> ExitCode {
+        let dump = match result {
+            Ok(dump) => dump,
+            Err(err) => {
+                self.fail(&format!("{err:#}"));
+                return ExitCode::FAILURE;
+            }
+        };
+        if self.args.json {
+            println!("{}", self.json_dump(&dump));
+        } else {
+            print!("{}", self.dump_text(&dump));
+        }
+        if dump.interrupted {
+            if !self.args.json {
+                eprintln!("{}: error: {DUMP_INTR_ERROR}", self.bin);
+            }
+            return ExitCode::FAILURE;
+        }
+        ExitCode::SUCCESS
+    }
+
+    /// The text lines of a dump: where it went, each entry, the end.
+    pub fn dump_text(&self, d: &Dump) -> String {
+        let mut out = self.header(d.target, d.portid, None);
+        for e in &d.entries {
+            out += &entry_line("entry", e);
+        }
+        let interrupted = if d.interrupted { ", interrupted" } else { "" };
+        out += &format!(
+            "done seq {}: {} entries{interrupted}\n",
+            d.seq,
+            d.entries.len()
+        );
+        out
+    }
+
+    /// The `--json` line of a dump. Interrupted, it has `"ok":false` and
+    /// the error after `"interrupted":true`.
+    pub fn json_dump(&self, d: &Dump) -> String {
+        let entries: Vec<String> = d
+            .entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{{\"id\":{},\"portid\":{},\"msg\":{}}}",
+                    e.id,
+                    e.portid,
+                    json_bytes(&e.msg)
+                )
+            })
+            .collect();
+        let error = match d.interrupted {
+            true => format!(",\"error\":{}", json_string(DUMP_INTR_ERROR)),
+            false => String::new(),
+        };
+        format!(
+            "{}{},\"portid\":{},\"ok\":{},\"seq\":{},\"entries\":[{}],\"interrupted\":{}{error}}}",
+            self.json_head(),
+            d.json_target.0,
+            d.portid,
+            !d.interrupted,
+            d.seq,
+            entries.join(","),
+            d.interrupted
+        )
+    }
+
+    /// Print the subscription's header and flush it: the client calls this
+    /// once it has joined the group, so that whoever reads the output knows
+    /// that the events sent from then on will be seen.
+    pub fn subscribed(&self, s: &Subscription) {
+        if self.args.json {
+            let group = match &s.group {
+                Group::Genl { name, id } => {
+                    format!("{{\"name\":{},\"id\":{id}}}", json_string(name))
+                }
+                Group::Raw(n) => n.to_string(),
+            };
+            println!(
+                "{}{},\"portid\":{},\"ok\":true,\"group\":{group}}}",
+                self.json_head(),
+                s.json_target.0,
+                s.portid
+            );
+        } else {
+            print!("{}", self.header(s.target, s.portid, Some(&s.group)));
+        }
+        flush();
+    }
+
+    /// The line of one event (text or JSON), with its newline.
+    pub fn event_line(&self, event: &Event) -> String {
+        match (event, self.args.json) {
+            (Event::Genl(e), false) => entry_line("event", e),
+            (
+                Event::Raw {
+                    seq,
+                    portid,
+                    payload,
+                },
+                false,
+            ) => {
+                format!("event seq {seq} portid {portid}: {}\n", shorten(payload))
+            }
+            (Event::Genl(e), true) => format!(
+                "{{\"event\":{{\"id\":{},\"portid\":{},\"msg\":{}}}}}\n",
+                e.id,
+                e.portid,
+                json_bytes(&e.msg)
+            ),
+            (
+                Event::Raw {
+                    seq,
+                    portid,
+                    payload,
+                },
+                true,
+            ) => format!(
+                "{{\"event\":{{\"seq\":{seq},\"portid\":{portid},\"msg\":{}}}}}\n",
+                json_bytes(payload)
+            ),
+        }
+    }
+
+    /// The subscription loop, once [`Output::subscribed`] was printed: print
+    /// each event (flushed) until `--count` were seen, forever without it.
+    /// A lost-events notice is a line on stderr, and the loop goes on; an
+    /// error ends it (exit 1).
+    pub fn follow(&self, mut next: impl FnMut() -> anyhow::Result<Notice>) -> ExitCode {
+        let mut seen = 0u64;
+        while self.args.count.is_none_or(|count| seen < count) {
+            match next() {
+                Ok(Notice::Event(event)) => {
+                    print!("{}", self.event_line(&event));
+                    flush();
+                    seen += 1;
+                }
+                Ok(Notice::Lost) => eprintln!("{}: {LOST_EVENTS}", self.bin),
+                Err(err) => {
+                    self.fail(&format!("{err:#}"));
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        ExitCode::SUCCESS
+    }
+
+    /// Print an error (a failed connection or subscription) and exit with 1.
+    pub fn error(&self, err: anyhow::Error) -> ExitCode {
+        self.fail(&format!("{err:#}"));
+        ExitCode::FAILURE
+    }
+
+    /// `module genl: family my_genl id 25, group events id 26, portid 1234`
+    /// and the other header lines.
+    fn header(&self, target: Target, portid: u32, group: Option<&Group>) -> String {
+        let module = self.args.module.name();
+        let group = match group {
+            None => String::new(),
+            Some(Group::Genl { name, id }) => format!(", group {name} id {id}"),
+            Some(Group::Raw(n)) => format!(", group {n}"),
+        };
+        match target {
+            Target::Unit(unit) => {
+                format!("module {module}: netlink unit {unit}{group}, portid {portid}\n")
+            }
+            Target::Family(id) => format!(
+                "module {module}: family {} id {id}{group}, portid {portid}\n",
+                proto::GENL_FAMILY_NAME
+            ),
+        }
     }
 
     /// Print a usage error that clap does not check and exit with 2, as
@@ -355,6 +647,33 @@ impl<'a> Output<'a> {
             eprintln!("{}: error: {message}", self.bin);
         }
     }
+}
+
+/// The error of an interrupted dump (after its `done` line).
+pub const DUMP_INTR_ERROR: &str =
+    "the echo log changed during the dump (NLM_F_DUMP_INTR): run it again";
+
+/// The stderr line (after `<bin>: `) when a subscribed socket lost events.
+pub const LOST_EVENTS: &str = "lost events: the receive buffer overflowed (ENOBUFS)";
+
+/// `entry id 1 portid 1230: "hello"` (or `event ...`), with its newline.
+fn entry_line(word: &str, e: &Entry) -> String {
+    format!(
+        "{word} id {} portid {}: {}\n",
+        e.id,
+        e.portid,
+        shorten(&e.msg)
+    )
+}
+
+/// Bytes as a JSON string (lossy UTF-8, like the echo's `"reply"`).
+fn json_bytes(b: &[u8]) -> String {
+    json_string(&String::from_utf8_lossy(b))
+}
+
+fn flush() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
 }
 
 /// The reply as a quoted, escaped string; past 40 characters cut with `...`.
@@ -529,6 +848,144 @@ mod tests {
             "module raw: netlink unit 31, portid 7\n\
              echo seq 1: sent 2 bytes, received 2 bytes: \"hi\"\n"
         );
+    }
+
+    fn dump(interrupted: bool) -> Dump {
+        Dump {
+            target: Target::Family(25),
+            json_target: Target::Family(25).json(),
+            portid: 1234,
+            seq: 1,
+            entries: vec![
+                Entry {
+                    id: 1,
+                    portid: 1230,
+                    msg: b"hello".to_vec(),
+                },
+                Entry {
+                    id: 2,
+                    portid: 1231,
+                    msg: b"hello \"netlink\"".to_vec(),
+                },
+            ],
+            interrupted,
+        }
+    }
+
+    #[test]
+    fn dump_and_subscribe_switches() {
+        let args = parse(&["--module", "genl", "--dump"]).expect("parses");
+        assert!(args.dump && check_usage(&args, "unit").is_ok());
+        let args = parse(&["--dump"]).expect("parses");
+        assert_eq!(
+            check_usage(&args, "unit").unwrap_err(),
+            "--dump applies to generic netlink only: the raw units keep no log"
+        );
+        let args = parse(&["--module", "genl", "--unit", "3"]).expect("parses");
+        assert_eq!(check_usage(&args, "unit").unwrap_err(), "unit");
+        for bad in [
+            &["--dump", "--subscribe"][..],
+            &["--dump", "--count", "2"],
+            &["--dump", "hi"],
+            &["--dump", "--ack"],
+            &["--subscribe", "--size", "3"],
+            &["--subscribe", "hi"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let args = parse(&["--subscribe", "--count", "2", "--module", "kthread"]).expect("parses");
+        assert!(args.subscribe && args.count == Some(2));
+    }
+
+    #[test]
+    fn dump_lines() {
+        let args = parse(&["--module", "genl", "--dump"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        assert_eq!(
+            out.dump_text(&dump(false)),
+            "module genl: family my_genl id 25, portid 1234\n\
+             entry id 1 portid 1230: \"hello\"\n\
+             entry id 2 portid 1231: \"hello \\\"netlink\\\"\"\n\
+             done seq 1: 2 entries\n"
+        );
+        assert!(out
+            .dump_text(&dump(true))
+            .ends_with("done seq 1: 2 entries, interrupted\n"));
+        assert_eq!(
+            out.json_dump(&dump(false)),
+            r#"{"client":"raw","module":"genl","family_id":25,"portid":1234,"ok":true,"seq":1,"entries":[{"id":1,"portid":1230,"msg":"hello"},{"id":2,"portid":1231,"msg":"hello \"netlink\""}],"interrupted":false}"#
+        );
+        assert!(out.json_dump(&dump(true)).ends_with(
+            r#""interrupted":true,"error":"the echo log changed during the dump (NLM_F_DUMP_INTR): run it again"}"#
+        ));
+    }
+
+    #[test]
+    fn subscription_lines() {
+        let args = parse(&["--module", "genl", "--subscribe"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        let group = Group::Genl {
+            name: "events".into(),
+            id: 26,
+        };
+        assert_eq!(
+            out.header(Target::Family(25), 1234, Some(&group)),
+            "module genl: family my_genl id 25, group events id 26, portid 1234\n"
+        );
+        let event = Event::Genl(Entry {
+            id: 3,
+            portid: 1240,
+            msg: b"hello".to_vec(),
+        });
+        assert_eq!(
+            out.event_line(&event),
+            "event id 3 portid 1240: \"hello\"\n"
+        );
+        let raw = Event::Raw {
+            seq: 5,
+            portid: 1240,
+            payload: b"hello".to_vec(),
+        };
+        assert_eq!(out.event_line(&raw), "event seq 5 portid 1240: \"hello\"\n");
+        let args = parse(&["--subscribe"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        assert_eq!(
+            out.header(Target::Unit(31), 1234, Some(&Group::Raw(1))),
+            "module raw: netlink unit 31, group 1, portid 1234\n"
+        );
+        let args = parse(&["--subscribe", "--json"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        assert_eq!(
+            out.event_line(&event),
+            "{\"event\":{\"id\":3,\"portid\":1240,\"msg\":\"hello\"}}\n"
+        );
+        assert_eq!(
+            out.event_line(&raw),
+            "{\"event\":{\"seq\":5,\"portid\":1240,\"msg\":\"hello\"}}\n"
+        );
+    }
+
+    #[test]
+    fn follow_stops_after_count_and_goes_on_after_lost_events() {
+        let args = parse(&["--subscribe", "--count", "2"]).expect("parses");
+        let out = Output::new("user-raw", "raw", &args);
+        let raw = |seq| {
+            Notice::Event(Event::Raw {
+                seq,
+                portid: 1,
+                payload: Vec::new(),
+            })
+        };
+        let mut notices = vec![raw(1), Notice::Lost, raw(2), raw(3)].into_iter();
+        let mut calls = 0;
+        let code = out.follow(|| {
+            calls += 1;
+            Ok(notices.next().expect("no more than asked for"))
+        });
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(calls, 3, "two events and the lost notice");
+        let code = out.follow(|| anyhow::bail!("gone"));
+        assert_eq!(code, ExitCode::FAILURE);
     }
 
     /// A client whose echo returns what it is given, or garbles it.

@@ -287,6 +287,158 @@ pub fn datagram_or_noise(favoured: Favoured) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![vec(any::<u8>(), 0..256), datagram(favoured)]
 }
 
+// ---------------------------------------------------------------------------
+// Dumps and notifications: the echo log's entries, NLMSG_DONE, multicast
+// groups (proto's GET, EVENT, ID, MSG, PORTID)
+// ---------------------------------------------------------------------------
+
+/// `NLM_F_DUMP_INTR`: the dumped data changed during the dump.
+pub const NLM_F_DUMP_INTR: u16 = 0x10;
+/// The controller's `CTRL_ATTR_MCAST_GROUPS` and the two attributes of
+/// each group's nest.
+pub const CTRL_ATTR_MCAST_GROUPS: u16 = 7;
+pub const CTRL_ATTR_MCAST_GRP_NAME: u16 = 1;
+pub const CTRL_ATTR_MCAST_GRP_ID: u16 = 2;
+
+/// The attributes of an echo-log entry (`ID`, `MSG`, `PORTID`), each with a
+/// value that may have the wrong size or lack its NUL, each maybe left out
+/// or lying about its length, in any order, sometimes with an extra one.
+pub fn entry_attrs() -> impl Strategy<Value = Vec<u8>> {
+    let one = |ty: u16| {
+        (prop::option::weighted(0.85, value_for(ty)), lie_choice())
+            .prop_map(move |(v, l)| v.map(|v| tlv(ty, &v, l)).unwrap_or_default())
+    };
+    (
+        one(proto::GENL_ATTR_ID),
+        one(proto::GENL_ATTR_MSG),
+        one(proto::GENL_ATTR_PORTID),
+        prop::option::weighted(0.1, attr_run()),
+        any::<bool>(),
+    )
+        .prop_map(|(id, msg, portid, extra, reverse)| {
+            let mut attrs = [id, msg, portid, extra.unwrap_or_default()];
+            if reverse {
+                attrs.reverse();
+            }
+            attrs.concat()
+        })
+}
+
+/// A value for attribute `ty` of the family: mostly of the right shape (a
+/// u32, a NUL-terminated string), else any [`value`].
+fn value_for(ty: u16) -> impl Strategy<Value = Vec<u8>> {
+    let right = match ty {
+        proto::GENL_ATTR_MSG => "[a-z ]{0,24}"
+            .prop_map(|s| [s.as_bytes(), b"\0"].concat())
+            .boxed(),
+        _ => any::<u32>().prop_map(|v| v.to_ne_bytes().to_vec()).boxed(),
+    };
+    prop_oneof![4 => right, 1 => value()]
+}
+
+/// The payload of a log entry message (`GET` or `EVENT` most of the time).
+pub fn entry_payload() -> impl Strategy<Value = Vec<u8>> {
+    let cmd = prop_oneof![
+        Just(proto::GENL_CMD_GET),
+        Just(proto::GENL_CMD_EVENT),
+        any::<u8>()
+    ];
+    (cmd, entry_attrs()).prop_map(|(cmd, attrs)| [genlmsghdr(cmd, 1), attrs].concat())
+}
+
+/// The payload of an `NLMSG_DONE`: nothing (old kernels), or its `int` (0
+/// or a negative errno), maybe followed by extended-ack TLVs, or noise.
+pub fn done_payload() -> impl Strategy<Value = Vec<u8>> {
+    let errno = prop_oneof![Just(0i32), Just(-libc::ENOMEM), any::<i32>()];
+    prop_oneof![
+        Just(Vec::new()),
+        (errno, prop::option::of(attr_run())).prop_map(|(e, tlvs)| {
+            [e.to_ne_bytes().to_vec(), tlvs.unwrap_or_default()].concat()
+        }),
+        vec(any::<u8>(), 0..12),
+    ]
+}
+
+/// A datagram of a dump or of notifications: 0..5 entry messages of one of
+/// `favoured.types` (flags `NLM_F_MULTI`, sometimes `NLM_F_DUMP_INTR`,
+/// sometimes anything), then maybe an `NLMSG_DONE`, lengths lying, and the
+/// whole maybe cut short.
+pub fn dump_datagram(favoured: Favoured) -> impl Strategy<Value = Vec<u8>> {
+    let flags = prop_oneof![
+        4 => Just(NLM_F_MULTI),
+        1 => Just(NLM_F_MULTI | NLM_F_DUMP_INTR),
+        1 => Just(0),
+        1 => any::<u16>(),
+    ];
+    let seq = prop_oneof![4 => Just(favoured.seq), 1 => Just(0), 1 => any::<u32>()];
+    let ty = prop::sample::select(if favoured.types.is_empty() {
+        vec![proto::ECHO_MSG_TYPE]
+    } else {
+        favoured.types.to_vec()
+    });
+    let entry = (
+        ty,
+        flags.clone(),
+        seq.clone(),
+        entry_payload(),
+        lie_choice(),
+    )
+        .prop_map(|(ty, flags, seq, p, l)| message(ty, flags, seq, &p, l));
+    let done = (flags, seq, done_payload(), lie_choice())
+        .prop_map(|(flags, seq, p, l)| message(NLMSG_DONE, flags, seq, &p, l));
+    (
+        vec(entry, 0..5),
+        prop::option::weighted(0.7, done),
+        any::<prop::sample::Index>(),
+        0u8..4,
+    )
+        .prop_map(|(entries, done, cut, how)| {
+            let all = [entries.concat(), done.unwrap_or_default()].concat();
+            match how {
+                0 => all[..cut.index(all.len() + 1)].to_vec(),
+                _ => all,
+            }
+        })
+}
+
+/// Up to 256 arbitrary bytes, a datagram of any messages, or a dump.
+pub fn dump_or_noise(favoured: Favoured) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        1 => vec(any::<u8>(), 0..256),
+        1 => datagram(favoured),
+        3 => dump_datagram(favoured),
+    ]
+}
+
+/// A `CTRL_ATTR_MCAST_GROUPS` attribute as the controller nests it: 0..4
+/// groups (indexes 1, 2, ...), each a nest of an id (u32) and a name (a
+/// NUL-terminated string), either maybe missing or malformed, every
+/// length maybe lying.
+pub fn mcast_groups_attr() -> impl Strategy<Value = Vec<u8>> {
+    let group = (
+        prop::option::weighted(0.9, any::<u32>().prop_map(|v| v.to_ne_bytes().to_vec())),
+        prop::option::weighted(0.9, value_for(proto::GENL_ATTR_MSG)),
+        lie_choice(),
+        lie_choice(),
+        lie_choice(),
+    )
+        .prop_map(|(id, name, l1, l2, l3)| {
+            let id = id.map(|v| tlv(CTRL_ATTR_MCAST_GRP_ID, &v, l1));
+            let name = name.map(|v| tlv(CTRL_ATTR_MCAST_GRP_NAME, &v, l2));
+            (id.unwrap_or_default(), name.unwrap_or_default(), l3)
+        });
+    (vec(group, 0..4), lie_choice()).prop_map(|(groups, l)| {
+        let nests: Vec<u8> = groups
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, (id, name, l3))| {
+                tlv((i as u16 + 1) | NLA_F_NESTED, &[id, name].concat(), l3)
+            })
+            .collect();
+        tlv(CTRL_ATTR_MCAST_GROUPS | NLA_F_NESTED, &nests, l)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

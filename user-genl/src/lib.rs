@@ -67,6 +67,18 @@
 //! those. The router receives through `NlSocketHandle::recv` on its thread,
 //! so it still pays the re-zeroing.
 //!
+//! ## Dumps and groups
+//!
+//! [`GenlClient::dump`] sends `GET` with `NlmF::DUMP`: in router mode the
+//! handle of `NlRouter::send` yields every message until `NLMSG_DONE`; in
+//! socket mode our loop parses each datagram with neli. [`GenlClient::get`]
+//! is the `do`. [`GenlClient::subscribe`] resolves the group with
+//! `NlRouter::resolve_nl_mcast_group` (router) or the same request by hand
+//! (socket), joins it with `add_mcast_membership`, and returns a
+//! [`Subscriber`]: the router's multicast handle, or our own receive.
+//! [`RawClient::subscribe`] joins a raw unit's group 1. Quirks 8 to 10 are
+//! in `src/log.rs`.
+//!
 //! ## neli quirks you will see here (neli 0.7.5)
 //!
 //! 1. **`nlmsg_len` is always padded.** `NlmsghdrBuilder::build()` sets
@@ -163,6 +175,8 @@ use neli::{neli_enum, FromBytes, FromBytesWithInput, Size, ToBytes};
 pub enum MyGenlCmd {
     Unspec = 0,
     Echo = proto::GENL_CMD_ECHO,
+    Get = proto::GENL_CMD_GET,
+    Event = proto::GENL_CMD_EVENT,
 }
 impl neli::consts::genl::Cmd for MyGenlCmd {}
 
@@ -171,6 +185,8 @@ impl neli::consts::genl::Cmd for MyGenlCmd {}
 pub enum MyGenlAttr {
     Unspec = 0,
     Msg = proto::GENL_ATTR_MSG,
+    Id = proto::GENL_ATTR_ID,
+    Portid = proto::GENL_ATTR_PORTID,
 }
 impl neli::consts::genl::NlAttrType for MyGenlAttr {}
 
@@ -233,6 +249,8 @@ pub enum Error {
     NoReply { seq: u32 },
     #[error("unexpected reply: {0}")]
     Unexpected(String),
+    #[error("receive buffer overrun (ENOBUFS): the kernel dropped messages for this socket")]
+    Overrun,
     /// An error of neli itself: building, parsing, or its router thread.
     #[error("neli: {0}")]
     Neli(String),
@@ -392,6 +410,11 @@ enum Transport {
         next_seq: u32,
         /// A request timed out: see [`Error::RouterStuck`].
         stuck: bool,
+        /// What `NlRouter::connect` returned beside the router: the
+        /// messages its thread received with a non-zero `nl_groups`
+        /// (multicast), for [`Subscriber`]. Kept, or the thread's sends
+        /// to it fail.
+        multicast: Option<MulticastHandle>,
     },
     Socket(SocketConn),
 }
@@ -421,8 +444,9 @@ impl Conn {
         // Portid None: bind(2) with nl_pid 0, the kernel assigns one.
         let (transport, portid) = match mode {
             Mode::Router => {
-                // The second value receives multicast messages: none here.
-                let (router, _multicast) = NlRouter::connect(family, None, Groups::empty())
+                // The second value receives the multicast messages, once
+                // the socket joins a group (see `Subscriber`).
+                let (router, multicast) = NlRouter::connect(family, None, Groups::empty())
                     .map_err(|e| router_error(e, unit, timeout))?;
                 router
                     .enable_ext_ack(true)
@@ -433,6 +457,7 @@ impl Conn {
                     waiter: None,
                     next_seq: 0,
                     stuck: false,
+                    multicast: Some(multicast),
                 };
                 (transport, portid)
             }
@@ -520,6 +545,7 @@ impl Conn {
             waiter,
             next_seq,
             stuck,
+            ..
         } = &mut self.transport
         else {
             return Err(Error::Unexpected("not a router connection".into()));
@@ -1056,6 +1082,10 @@ fn msg_of(reply: &MyGenlMsg) -> Result<Vec<u8>, Error> {
         .ok_or_else(|| Error::Unexpected("reply without a MSG attribute".into()))?;
     Ok(until_nul(msg.nla_payload().as_ref()).to_vec())
 }
+
+mod log;
+use log::MulticastHandle;
+pub use log::{Entry, Event, LogDump, Subscriber};
 
 #[cfg(test)]
 mod parser_fuzz;

@@ -29,15 +29,51 @@
 //! `"mode"`). Errors go to stderr as `user-genl: error: <message>` with exit
 //! status 1 (2 for usage errors).
 //!
+//! `--dump` (generic netlink only) prints the echo log of `kmod-genl`,
+//! oldest first, then the end of the dump (the `done` seq is the dump
+//! request's); `--subscribe` prints the notifications (genl: the "events"
+//! group; raw and kthread: group 1 of the unit) until `--count` were seen,
+//! its first line printed once the group is joined:
+//!
+//! ```text
+//! cargo xtask vm --modules genl -- sh -c 'target/debug/user-genl --module genl hello; target/debug/user-genl --module genl --dump'
+//! ```
+//!
+//! ```text
+//! module genl: family my_genl id 25, portid 1234
+//! entry id 1 portid 1230: "hello"
+//! done seq 1: 1 entries
+//!
+//! module genl: family my_genl id 25, group events id 26, portid 1234
+//! event id 3 portid 1240: "hello"
+//!
+//! module raw: netlink unit 31, group 1, portid 1234
+//! event seq 5 portid 1240: "hello"
+//! ```
+//!
+//! A dump during which the log changed (`NLM_F_DUMP_INTR`) ends its `done`
+//! line with `, interrupted`, then says so on stderr, exit status 1.
+//! Events lost to a full receive buffer (ENOBUFS) are a line on stderr,
+//! and the subscription goes on.
+//!
 //! The switches and the lines are those of all three clients, in the
 //! `rosetta_cli` crate; this file holds what is particular to the library:
-//! connecting, the echo, and how its errors map.
+//! connecting, the echo, the dump (`GenlClient::dump`: `NlmF::DUMP`), the
+//! subscription (`resolve_nl_mcast_group`, `add_mcast_membership`, the
+//! router's multicast handle), and how its errors map. The router numbers
+//! the family lookup 0, so a dump's `done` line says `seq 1` (socket mode:
+//! `seq 2`).
 
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use rosetta_cli::{echo_many, Echo, Fields, Module, Output, Target};
-use user_genl::{GenlClient, Mode, RawClient};
+use std::collections::VecDeque;
+
+use rosetta_cli::{
+    check_usage, echo_many, Dump, Echo, Entry, Event, Fields, Group, Notice, Output, Subscription,
+    Target,
+};
+use user_genl::{GenlClient, Mode, RawClient, Subscriber};
 
 /// Echo a message through a netlink-rosetta kernel module (neli).
 #[derive(Parser)]
@@ -75,11 +111,138 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let out =
         Output::new("user-genl", "neli", &cli.args).with_field("mode", Mode::from(cli.mode).name());
-    if cli.args.module == Module::Genl && cli.args.unit.is_some() {
-        return out.usage_error("--unit applies to the raw modules; genl uses NETLINK_GENERIC");
+    let unit_message = "--unit applies to the raw modules; genl uses NETLINK_GENERIC";
+    if let Err(message) = check_usage(&cli.args, unit_message) {
+        return out.usage_error(&message);
+    }
+    if cli.args.dump {
+        return out.finish_dump(dump(&cli));
+    }
+    if cli.args.subscribe {
+        return match subscribe(&cli) {
+            Ok((header, mut listener)) => {
+                out.subscribed(&header);
+                out.follow(|| listener.next())
+            }
+            Err(err) => out.error(err),
+        };
     }
     out.finish(connect(&cli).and_then(|mut client| echo_many(&cli.args, &mut client)))
 }
+
+fn entry(e: user_genl::Entry) -> Entry {
+    Entry {
+        id: e.id,
+        portid: e.portid,
+        msg: e.msg,
+    }
+}
+
+/// The socket's unit, then the family by name and id (as the echo's JSON).
+fn genl_json(c: &GenlClient) -> Fields {
+    Fields::new()
+        .num("unit", c.unit())
+        .str("family", c.family())
+        .num("family_id", c.family_id())
+}
+
+// ANCHOR: dump
+/// `--dump`: `GenlClient::dump`, neli's `NlmF::DUMP` and its receive
+/// iterator (router) or our receive loop over neli's parser (socket).
+fn dump(cli: &Cli) -> anyhow::Result<Dump> {
+    let timeout = cli.args.timeout();
+    let mut client = GenlClient::connect(proto::GENL_FAMILY_NAME, Mode::from(cli.mode), timeout)?;
+    let dump = client.dump()?;
+    Ok(Dump {
+        target: Target::Family(client.family_id()),
+        json_target: genl_json(&client),
+        portid: client.portid(),
+        seq: dump.seq,
+        entries: dump.entries.into_iter().map(entry).collect(),
+        interrupted: dump.interrupted,
+    })
+}
+// ANCHOR_END: dump
+
+/// A subscribed client and the events of its last receive not yet shown.
+struct Listener {
+    subscriber: Subscriber,
+    pending: VecDeque<Event>,
+}
+
+impl Listener {
+    fn next(&mut self) -> anyhow::Result<Notice> {
+        while self.pending.is_empty() {
+            match self.subscriber.next_events() {
+                Ok(events) => self.pending.extend(events.into_iter().map(|e| match e {
+                    user_genl::Event::Genl(e) => Event::Genl(entry(e)),
+                    user_genl::Event::Raw {
+                        seq,
+                        portid,
+                        payload,
+                    } => Event::Raw {
+                        seq,
+                        portid,
+                        payload,
+                    },
+                })),
+                Err(user_genl::Error::Overrun) => return Ok(Notice::Lost),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Notice::Event(
+            self.pending.pop_front().unwrap_or_else(|| unreachable!()),
+        ))
+    }
+}
+
+// ANCHOR: subscribe
+/// `--subscribe`: neli resolves the "events" group and joins it
+/// (`resolve_nl_mcast_group`, `add_mcast_membership`), or group 1 of the
+/// raw unit.
+fn subscribe(cli: &Cli) -> anyhow::Result<(Subscription, Listener)> {
+    let mode = Mode::from(cli.mode);
+    let timeout = cli.args.timeout();
+    let (target, json_target, subscriber, group) = match cli.args.raw_unit() {
+        Some(unit) => {
+            let client = RawClient::connect(unit, mode, timeout)?;
+            let json = Fields::new().num("unit", unit);
+            let subscriber = client.subscribe()?;
+            (
+                Target::Unit(unit),
+                json,
+                subscriber,
+                Group::Raw(proto::RAW_GROUP),
+            )
+        }
+        None => {
+            let client = GenlClient::connect(proto::GENL_FAMILY_NAME, mode, timeout)?;
+            let (target, json) = (Target::Family(client.family_id()), genl_json(&client));
+            let name = proto::GENL_MCGRP_EVENTS;
+            let subscriber = client.subscribe(name)?;
+            let group = Group::Genl {
+                name: name.into(),
+                id: subscriber.group(),
+            };
+            (target, json, subscriber, group)
+        }
+    };
+    let header = Subscription {
+        target,
+        json_target,
+        portid: subscriber.portid(),
+        group,
+    };
+    let pending = VecDeque::new();
+    Ok((
+        header,
+        Listener {
+            subscriber,
+            pending,
+        },
+    ))
+}
+// ANCHOR_END: subscribe
 
 /// One of the library's two clients.
 enum Client {
@@ -134,10 +297,7 @@ impl Echo for Client {
     fn json_target(&self) -> Fields {
         match self {
             Client::Raw(c) => Fields::new().num("unit", c.unit()),
-            Client::Genl(c) => Fields::new()
-                .num("unit", c.unit())
-                .str("family", c.family())
-                .num("family_id", c.family_id()),
+            Client::Genl(c) => genl_json(c),
         }
     }
 }
@@ -146,6 +306,7 @@ impl Echo for Client {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use rosetta_cli::Module;
 
     #[test]
     fn the_switches_are_rosetta_clis_plus_mode() {

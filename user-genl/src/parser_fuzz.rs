@@ -26,7 +26,8 @@ use neli::nl::Nlmsghdr;
 use neli::FromBytes;
 use proptest::prelude::*;
 use rosetta_fuzzgen::{
-    config, datagram_or_noise, payload_or_noise, Favoured, NLA_HDRLEN, NLMSG_HDRLEN, NLM_F_MULTI,
+    attrs_or_noise, config, datagram_or_noise, dump_or_noise, genlmsghdr, mcast_groups_attr,
+    message, payload_or_noise, Favoured, NLA_HDRLEN, NLMSG_HDRLEN, NLM_F_MULTI, TRUTH,
 };
 
 use super::*;
@@ -158,8 +159,54 @@ fn check_ctrl(payload: &NlPayload<u16, CtrlMsg>, len: usize) {
     }
 }
 
+/// The dump and notification paths of `log.rs` on a datagram: each
+/// message of a dump through `dump_message`, the events of a genl family
+/// and of a raw unit.
+fn log_paths(datagram: &[u8]) {
+    let len = datagram.len();
+    if let Ok(messages) = neli_messages::<MyGenlMsg>(datagram) {
+        let mut dump = LogDump {
+            seq: SEQ,
+            entries: Vec::new(),
+            interrupted: false,
+        };
+        for message in &messages {
+            let _ = log::dump_message(message, &mut dump);
+        }
+        assert!(dump.entries.iter().map(|e| e.msg.len()).sum::<usize>() <= len);
+    }
+    for family in [Some(FAMILY), None] {
+        if let Ok(events) = log::events_of_datagram(datagram, family) {
+            assert!(events.len() <= len / NLMSG_HDRLEN);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn parser_fuzz_dumps(buf in dump_or_noise(FAVOURED)) {
+        parse_as_our_client(&buf);
+        log_paths(&buf);
+    }
+
+    /// The controller's reply with multicast groups, as `resolve_group`
+    /// reads it in socket mode (and neli's resolver in router mode).
+    #[test]
+    fn parser_fuzz_mcast_groups(groups in mcast_groups_attr(), rest in attrs_or_noise()) {
+        let payload = [genlmsghdr(1, 2), groups, rest].concat();
+        let datagram = message(0x10, 0, SEQ, &payload, TRUTH);
+        if let Ok(messages) = neli_messages::<CtrlMsg>(&datagram) {
+            for m in &messages {
+                if let NlPayload::Payload(reply) = m.nl_payload() {
+                    if let Ok(groups) = log::mcast_groups_of(reply) {
+                        prop_assert!(groups.len() <= datagram.len() / NLA_HDRLEN);
+                    }
+                }
+            }
+        }
+    }
 
     /// Through `neli_parse`, as the client calls neli: `Ok` or `Err`, and
     /// bounded sizes.

@@ -346,3 +346,51 @@ fn socket_mode_parses_only_what_it_received_and_refuses_truncation() {
     let next = client.request(NLMSG_NOOP, true, b"");
     assert!(matches!(next, Err(Error::NoReply { .. })), "{next:?}");
 }
+
+/// The controller's own group, "notify": found in its
+/// `CTRL_ATTR_MCAST_GROUPS` by neli's resolver (router) or by our request
+/// (socket), then joined (unprivileged).
+#[test]
+fn nlctrls_notify_group_resolves_and_can_be_joined() {
+    for mode in MODES {
+        let mut client = GenlClient::connect("nlctrl", mode, TIMEOUT).unwrap();
+        assert_eq!(client.resolve_group("notify").unwrap(), 0x10, "{mode:?}");
+        assert!(client.resolve_group("events").is_err(), "{mode:?}");
+        let subscriber = client.subscribe("notify").unwrap();
+        assert_eq!(subscriber.group(), 0x10);
+        assert_ne!(subscriber.portid(), 0);
+    }
+}
+
+/// A receive buffer of socket mode too small for a reply: the error names
+/// its size. (The router's buffer is neli's own.)
+#[test]
+fn a_too_small_receive_buffer_is_named() {
+    let mut client = GenlClient::connect("nlctrl", Mode::Socket, TIMEOUT).unwrap();
+    client.set_recv_buffer_len(64).unwrap();
+    let err = client.resolve_group("notify").unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("truncated to the 64 bytes of the receive buffer"),
+        "{err}"
+    );
+    let mut router = GenlClient::connect("nlctrl", Mode::Router, TIMEOUT).unwrap();
+    assert!(router.set_recv_buffer_len(64).is_err());
+}
+
+/// `--dump` on a raw module is a usage error (exit 2), before any socket.
+#[test]
+fn dump_of_a_raw_module_is_a_usage_error() {
+    for module in ["raw", "kthread"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_user-genl"))
+            .args(["--module", module, "--dump"])
+            .output()
+            .expect("the CLI runs");
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "user-genl: error: --dump applies to generic netlink only: the raw units keep no log\n"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use user_genl::{Error, GenlClient, Mode, RawClient};
+use user_genl::{Entry, Error, Event, GenlClient, Mode, RawClient, Subscriber};
 
 const MODES: [Mode; 2] = [Mode::Router, Mode::Socket];
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -228,5 +228,296 @@ fn genl_unknown_command_is_eopnotsupp() {
                 "{mode:?}, ack {ack}: {err:?}"
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The echo log (dump, GET) and the groups
+// ---------------------------------------------------------------------------
+
+/// `n` messages of `len` characters, each starting with `tag` and its index.
+fn messages_of(tag: &str, n: usize, len: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let head = format!("{tag} {i:04} ");
+            let pad = text(len.saturating_sub(head.len()));
+            head + &pad
+        })
+        .collect()
+}
+
+fn echo_all(client: &mut GenlClient, msgs: &[String]) {
+    for msg in msgs {
+        assert_eq!(&client.echo(msg).expect("echo"), msg);
+    }
+}
+
+/// `subscriber.next_events()`, within [`TIMEOUT`]: a missing event fails
+/// the test instead of blocking it (a subscriber waits for ever).
+fn next_events_within(subscriber: Subscriber, what: &str) -> (Subscriber, Vec<Event>) {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut subscriber = subscriber;
+        let events = subscriber.next_events();
+        let _ = done.send((subscriber, events));
+    });
+    match result.recv_timeout(TIMEOUT) {
+        Ok((subscriber, events)) => (subscriber, events.unwrap_or_else(|e| panic!("{what}: {e}"))),
+        Err(_) => panic!("{what}: no event within {TIMEOUT:?}"),
+    }
+}
+
+fn assert_consecutive(entries: &[Entry]) {
+    for pair in entries.windows(2) {
+        assert_eq!(pair[1].id, pair[0].id + 1, "ids of consecutive entries");
+    }
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn log_dump_returns_the_last_echoes_oldest_first() {
+    for mode in MODES {
+        let mut client = genl(mode);
+        let msgs = messages_of("dump", 3, 0);
+        echo_all(&mut client, &msgs);
+        let dump = bounded("dump", || client.dump()).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert!(!dump.interrupted);
+        assert_eq!(dump.seq, client.last_seq(), "{mode:?}");
+        let n = dump.entries.len();
+        assert!((3..=proto::ECHO_LOG_LEN).contains(&n));
+        assert_consecutive(&dump.entries);
+        for (e, msg) in dump.entries[n - 3..].iter().zip(&msgs) {
+            assert_eq!(
+                (e.msg.as_slice(), e.portid),
+                (msg.as_bytes(), client.portid())
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn log_dump_larger_than_a_receive_buffer() {
+    for mode in MODES {
+        let mut client =
+            GenlClient::connect(proto::GENL_FAMILY_NAME, mode, Duration::from_secs(60)).unwrap();
+        let msgs = messages_of("big", proto::ECHO_LOG_LEN, 1000);
+        echo_all(&mut client, &msgs);
+        let dump = client.dump().unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert_eq!(dump.entries.len(), proto::ECHO_LOG_LEN, "{mode:?}");
+        assert_consecutive(&dump.entries);
+        assert!(dump
+            .entries
+            .iter()
+            .zip(&msgs)
+            .all(|(e, m)| e.msg == m.as_bytes()));
+    }
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn log_dump_into_a_too_small_buffer_is_an_error_naming_it() {
+    let mut client = genl(Mode::Socket);
+    echo_all(&mut client, &messages_of("small", 4, 100));
+    client.set_recv_buffer_len(64).unwrap();
+    let err = client.dump().unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("truncated to the 64 bytes of the receive buffer"),
+        "{err}"
+    );
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn log_socket_closed_in_a_dump_then_the_module_unloads() {
+    for mode in MODES {
+        let mut client = genl(mode);
+        echo_all(&mut client, &messages_of("fill", 200, 500));
+        // In socket mode the dump stops at its first datagram, which does
+        // not fit a 64-byte buffer: the rest stays in the kernel until the
+        // socket closes. The router reads the whole dump on its thread.
+        if mode == Mode::Socket {
+            client.set_recv_buffer_len(64).unwrap();
+            assert!(client.dump().is_err(), "truncated");
+        } else {
+            client.dump().unwrap();
+        }
+        drop(client);
+        netlink_rosetta::with_module_unloaded(netlink_rosetta::GENL, || {});
+        let mut client = genl(mode);
+        echo_all(&mut client, &["after".to_string()]);
+        assert_eq!(client.dump().unwrap().entries.len(), 1, "a fresh log");
+    }
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn log_dump_intr_when_an_echo_comes_between_two_datagrams() {
+    let mut client = genl(Mode::Socket);
+    echo_all(&mut client, &messages_of("fill", 200, 500));
+    let mut other = genl(Mode::Socket);
+    let mut echoed = false;
+    let dump = client
+        .dump_each(|_| {
+            if !echoed {
+                other.echo("in between").expect("echo");
+                echoed = true;
+            }
+        })
+        .unwrap();
+    assert!(dump.interrupted, "NLM_F_DUMP_INTR after the echo");
+    let again = client.dump().unwrap();
+    assert!(!again.interrupted);
+    assert_eq!(again.entries.last().unwrap().msg, b"in between");
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn log_get_one_entry_a_missing_one_and_none() {
+    for mode in MODES {
+        let mut client = genl(mode);
+        echo_all(&mut client, &["get me".to_string()]);
+        let last = client.dump().unwrap().entries.pop().unwrap();
+        assert_eq!(client.get(Some(last.id)).unwrap(), last, "{mode:?}");
+        for (id, errno) in [(Some(u32::MAX), libc::ENOENT), (None, libc::EINVAL)] {
+            match bounded("get", || client.get(id)) {
+                Err(Error::Kernel { errno: got, extack }) => {
+                    assert_eq!(got, errno, "{mode:?}");
+                    // The router drops the extended ack (quirk 2).
+                    if mode == Mode::Socket {
+                        let extack = extack.expect("an extack message");
+                        match id {
+                            Some(id) => assert!(extack.contains(&id.to_string()), "{extack}"),
+                            None => assert_eq!(extack, "missing attribute ID"),
+                        }
+                    }
+                }
+                other => panic!("{mode:?}: expected errno {errno}, got {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn log_subscriber_sees_exactly_the_echoes_after_it_joined() {
+    for mode in MODES {
+        let mut client = genl(mode);
+        echo_all(&mut client, &["before".to_string()]);
+        let mut subscriber = genl(mode)
+            .subscribe(proto::GENL_MCGRP_EVENTS)
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        let msgs = messages_of("event", 3, 0);
+        echo_all(&mut client, &msgs);
+        let mut events = Vec::new();
+        while events.len() < 3 {
+            let got;
+            (subscriber, got) = next_events_within(subscriber, &format!("{mode:?}"));
+            for e in got {
+                match e {
+                    Event::Genl(e) => events.push(e),
+                    other => panic!("{mode:?}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(events.len(), 3, "{mode:?}");
+        assert_consecutive(&events);
+        for (e, msg) in events.iter().zip(&msgs) {
+            assert_eq!(
+                (e.msg.as_slice(), e.portid),
+                (msg.as_bytes(), client.portid())
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn raw_group_listener_sees_the_copies_of_echoes_after_it_joined() {
+    // Socket mode only: the raw units broadcast with netlink_broadcast(),
+    // which leaves NETLINK_CB(skb).dst_group 0, so recvfrom()'s nl_groups
+    // is 0 and neli's router takes the copies for unicast (quirk 8). Once
+    // the kernel sets dst_group as nlmsg_multicast() does, add Router.
+    for mode in [Mode::Socket] {
+        for unit in [proto::RAW_UNIT, proto::KTHREAD_UNIT] {
+            let mut client = RawClient::connect(unit, mode, TIMEOUT).unwrap();
+            client.echo(b"before").unwrap();
+            let subscriber = RawClient::connect(unit, mode, TIMEOUT)
+                .unwrap()
+                .subscribe()
+                .unwrap();
+            assert_eq!(subscriber.group(), proto::RAW_GROUP);
+            client.echo(b"hello").unwrap();
+            let (_, events) = next_events_within(subscriber, &format!("{mode:?}, unit {unit}"));
+            // neli pads the request (quirk 1): the copy is the reply, padded too.
+            assert_eq!(
+                events,
+                [Event::Raw {
+                    seq: client.last_seq(),
+                    portid: client.portid(),
+                    payload: b"hello\0\0\0".to_vec()
+                }],
+                "{mode:?}, unit {unit}"
+            );
+        }
+    }
+}
+
+/// The CLI: `--dump` lines, and `--subscribe` after its header.
+#[test]
+#[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
+fn cli_dump_and_subscribe() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_user-genl"));
+    let mut client = genl(Mode::Socket);
+    echo_all(&mut client, &["cli".to_string()]);
+    for (mode, seq) in [("router", 1), ("socket", 2)] {
+        let out = std::process::Command::new(bin)
+            .args(["--module", "genl", "--dump", "--mode", mode])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        let id = client.family_id();
+        assert!(lines[0].starts_with(&format!("module genl: family my_genl id {id}, portid ")));
+        let n = lines.len() - 2;
+        assert_eq!(
+            lines[n + 1],
+            format!("done seq {seq}: {n} entries"),
+            "{mode}"
+        );
+        assert!(lines[n].ends_with(&format!(" portid {}: \"cli\"", client.portid())));
+    }
+    for mode in ["router", "socket"] {
+        let listener = netlink_rosetta::Listener::start(
+            bin,
+            &[
+                "--module",
+                "genl",
+                "--subscribe",
+                "--count",
+                "1",
+                "--mode",
+                mode,
+            ],
+        );
+        let head = format!(
+            "module genl: family my_genl id {}, group events id ",
+            client.family_id()
+        );
+        assert!(listener.header.starts_with(&head), "{}", listener.header);
+        echo_all(&mut client, &["hello".to_string()]);
+        let (status, lines, stderr) = listener.finish(Duration::from_secs(10));
+        assert_eq!((status, stderr.as_str()), (Some(0), ""), "{mode}");
+        let last = client.dump().unwrap().entries.pop().unwrap();
+        assert_eq!(
+            lines,
+            [format!(
+                "event id {} portid {}: \"hello\"",
+                last.id,
+                client.portid()
+            )]
+        );
     }
 }

@@ -105,6 +105,35 @@ impl<'a> Attr<'a> {
         })
     }
 
+    /// `nla_for_each_nested()`: the attributes inside this one, in order
+    /// and with repeats (a list of nests, such as the controller's
+    /// `CTRL_ATTR_MCAST_GROUPS`, whose types are only indexes). A bad
+    /// length yields one [`Error::Decode`] and ends the walk.
+    pub fn nested_attrs(&self) -> impl Iterator<Item = Result<Attr<'a>, Error>> {
+        let mut rest = self.data;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let (Some(len), Some(ty)) = (ne_u16(rest, 0), ne_u16(rest, 2)) else {
+                rest = &[];
+                return Some(Err(Error::decode("truncated attribute header")));
+            };
+            let len = usize::from(len);
+            let Some(data) = rest.get(NLA_HDRLEN..len) else {
+                rest = &[];
+                return Some(Err(Error::decode(
+                    "nla_len below the attribute header or past the end of the attributes",
+                )));
+            };
+            rest = &rest[align4(len).min(rest.len())..];
+            Some(Ok(Attr {
+                ty: ty & NLA_TYPE_MASK,
+                data,
+            }))
+        })
+    }
+
     /// `nla_parse_nested()`: the attributes inside this one.
     pub fn nla_parse_nested(
         &self,

@@ -25,6 +25,11 @@
 //! | `nla_parse(tb, maxtype, head, len, policy)`, `struct nla_policy` | [`nla_parse`], [`NlaPolicy`] |
 //! | `genlmsg_hdr()`, `genlmsg_parse(nlh, 0, tb, maxtype, policy)` | [`NlMsgRef::genlmsg_hdr`], [`NlMsgRef::genlmsg_parse`] |
 //! | `genl_ctrl_resolve(sk, name)` | [`NlSock::genl_ctrl_resolve`] |
+//! | `genl_ctrl_resolve_grp(sk, family, group)` | [`NlSock::genl_ctrl_resolve_grp`] |
+//! | `nl_socket_add_membership(sk, group)`, `nl_socket_drop_membership()` | [`NlSock::add_membership`], [`NlSock::drop_membership`] |
+//! | `nl_socket_disable_seq_check(sk)` (for notifications, whose seq is not ours) | [`NlSock::disable_seq_check`] |
+//! | `nl_cb_set(cb, NL_CB_FINISH, ...)`: the end of a dump (`NLMSG_DONE`) | `cb.set(NlCbType::Finish, ...)` |
+//! | `nl_cb_set(cb, NL_CB_DUMP_INTR, ...)`; without it `nl_recvmsgs()` fails with `-NLE_DUMP_INTR` after the dump | `cb.set(NlCbType::DumpIntr, ...)`; without it [`Error::DumpInterrupted`] |
 //!
 //! The callbacks live beside the socket, in an [`NlCb`] passed to
 //! [`NlSock::recvmsgs`], not inside it as `nl_socket_modify_cb()` puts them:
@@ -161,6 +166,15 @@ pub enum Error {
     NotGeneric,
     #[error("the kernel acknowledged the request without replying to it")]
     NoReply,
+    /// libnl's `-NLE_DUMP_INTR`: a message of the dump carried
+    /// `NLM_F_DUMP_INTR` and no `NlCbType::DumpIntr` callback took it. The
+    /// dump was read to its end; run it again.
+    #[error(
+        "the dump was interrupted (NLM_F_DUMP_INTR): the data changed while it ran; run it again"
+    )]
+    DumpInterrupted,
+    #[error("generic netlink family {family:?} has no multicast group {group:?}")]
+    GroupNotFound { family: String, group: String },
     /// An `NLMSG_ERROR` with an errno; `errno` is positive (22, not -22).
     #[error("kernel replied {} (errno {errno}): {}{}", errno_name(*errno), kernel_detail(*errno, extack), missing(missing_attr))]
     Kernel {
@@ -251,6 +265,10 @@ pub enum NlCbType {
     Ack,
     /// `NL_CB_FINISH`: `NLMSG_DONE`, the end of a dump. Default: `Stop`.
     Finish,
+    /// `NL_CB_DUMP_INTR`: a message with `NLM_F_DUMP_INTR`, before its own
+    /// callback. Default: remember it, read the dump to its end, then fail
+    /// with [`Error::DumpInterrupted`], as libnl does.
+    DumpIntr,
 }
 
 type MsgFn<'a> = Box<dyn FnMut(&NlMsgRef<'_>) -> Result<NlCbAction, Error> + 'a>;
@@ -263,6 +281,7 @@ pub struct NlCb<'a> {
     valid: Option<MsgFn<'a>>,
     ack: Option<MsgFn<'a>>,
     finish: Option<MsgFn<'a>>,
+    dump_intr: Option<MsgFn<'a>>,
     err: Option<ErrFn<'a>>,
 }
 
@@ -282,6 +301,7 @@ impl<'a> NlCb<'a> {
             NlCbType::Valid => &mut self.valid,
             NlCbType::Ack => &mut self.ack,
             NlCbType::Finish => &mut self.finish,
+            NlCbType::DumpIntr => &mut self.dump_intr,
         };
         *slot = Some(Box::new(f));
         self
@@ -319,6 +339,8 @@ pub struct NlSock {
     seq_next: u32,
     /// The sequence number of the last request: recvmsgs handles its answers.
     seq_expect: u32,
+    /// `nl_socket_disable_seq_check()`: recvmsgs handles every message.
+    seq_check: bool,
     auto_ack: bool,
     /// The last request asked for an ack that has not arrived yet.
     ack_pending: bool,
@@ -360,6 +382,7 @@ impl NlSock {
             portid: addr.port_number(),
             seq_next: 1,
             seq_expect: 0,
+            seq_check: true,
             auto_ack: true,
             ack_pending: false,
             timeout: DEFAULT_TIMEOUT,
@@ -400,6 +423,32 @@ impl NlSock {
         }
         self.timeout = timeout;
         Ok(())
+    }
+
+    /// `nl_socket_disable_seq_check()`: hand every message to the
+    /// callbacks, whatever its sequence number. For a socket that receives
+    /// notifications, which carry the sequence number of whoever caused
+    /// them (0, or another socket's request), not ours.
+    pub fn disable_seq_check(&mut self) {
+        self.seq_check = false;
+    }
+
+    // ANCHOR: membership
+    /// `nl_socket_add_membership(sk, group)`: join a multicast group
+    /// (`setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP)`); for generic
+    /// netlink, the id from [`NlSock::genl_ctrl_resolve_grp`].
+    pub fn add_membership(&mut self, group: u32) -> Result<(), Error> {
+        self.sock
+            .add_membership(group)
+            .map_err(|e| Error::os("setsockopt(NETLINK_ADD_MEMBERSHIP)", e))
+    }
+    // ANCHOR_END: membership
+
+    /// `nl_socket_drop_membership(sk, group)`: leave a multicast group.
+    pub fn drop_membership(&mut self, group: u32) -> Result<(), Error> {
+        self.sock
+            .drop_membership(group)
+            .map_err(|e| Error::os("setsockopt(NETLINK_DROP_MEMBERSHIP)", e))
     }
 
     /// `nl_socket_disable_auto_ack()`: stop adding `NLM_F_ACK` to requests.
@@ -491,14 +540,26 @@ impl NlSock {
     /// `nl_recvmsgs(sk, cb)`: receive the answer to the last request and hand
     /// its messages to `cb`. When it returns is in the crate docs.
     pub fn recvmsgs(&mut self, cb: &mut NlCb<'_>) -> Result<(), Error> {
-        let mut multipart = false;
-        loop {
-            let len = self.recv_datagram()?;
-            let (seq, ack_pending) = (self.seq_expect, &mut self.ack_pending);
-            if handle_datagram(&self.buf[..len], seq, ack_pending, &mut multipart, cb)? {
-                return Ok(());
+        let mut state = RecvState {
+            seq_expect: self.seq_check.then_some(self.seq_expect),
+            ack_pending: self.ack_pending,
+            multipart: false,
+            interrupted: false,
+        };
+        let result = loop {
+            let len = match self.recv_datagram() {
+                Ok(len) => len,
+                Err(e) => break Err(e),
+            };
+            match handle_datagram(&self.buf[..len], &mut state, cb) {
+                Ok(false) => continue,
+                Ok(true) if state.interrupted => break Err(Error::DumpInterrupted),
+                Ok(true) => break Ok(()),
+                Err(e) => break Err(e),
             }
-        }
+        };
+        self.ack_pending = state.ack_pending;
+        result
     }
 
     /// `nl_recvmsgs_default()` with no callback modified, which is also what
@@ -544,37 +605,120 @@ impl NlSock {
         id.ok_or(Error::NoReply)
     }
     // ANCHOR_END: resolve
+
+    // ANCHOR: resolve_grp
+    /// `genl_ctrl_resolve_grp(sk, family, group)`: the id of a family's
+    /// multicast group, from the controller's `CTRL_ATTR_MCAST_GROUPS`
+    /// (one nest per group, each with `CTRL_ATTR_MCAST_GRP_NAME` and
+    /// `CTRL_ATTR_MCAST_GRP_ID`), for [`NlSock::add_membership`].
+    pub fn genl_ctrl_resolve_grp(&mut self, family: &str, group: &str) -> Result<u32, Error> {
+        if self.protocol != protocols::NETLINK_GENERIC as i32 {
+            return Err(Error::NotGeneric);
+        }
+        let mut msg = NlMsg::genlmsg_put(GENL_ID_CTRL, 0, CTRL_CMD_GETFAMILY, 1);
+        msg.nla_put_string(CTRL_ATTR_FAMILY_NAME, family)?;
+        self.send_auto(&mut msg)?;
+        const POLICY: &[(u16, NlaPolicy)] = &[(CTRL_ATTR_MCAST_GROUPS, NlaPolicy::Nested)];
+        const GRP_POLICY: &[(u16, NlaPolicy)] = &[
+            (
+                CTRL_ATTR_MCAST_GRP_NAME,
+                NlaPolicy::NulString {
+                    max_len: GENL_NAMSIZ - 1,
+                },
+            ),
+            (CTRL_ATTR_MCAST_GRP_ID, NlaPolicy::U32),
+        ];
+        let mut id = None;
+        let mut cb = NlCb::new();
+        cb.set(NlCbType::Valid, |reply| {
+            let tb = reply.genlmsg_parse(CTRL_ATTR_MCAST_GROUPS, POLICY)?;
+            let Some(groups) = tb.get(CTRL_ATTR_MCAST_GROUPS) else {
+                return Ok(NlCbAction::Ok); // a family without groups
+            };
+            for nest in groups.nested_attrs() {
+                let grp = nest?.nla_parse_nested(CTRL_ATTR_MCAST_GRP_ID, GRP_POLICY)?;
+                let name = grp.require(CTRL_ATTR_MCAST_GRP_NAME)?.nla_get_string()?;
+                if name == group {
+                    id = Some(grp.require(CTRL_ATTR_MCAST_GRP_ID)?.nla_get_u32()?);
+                }
+            }
+            Ok(NlCbAction::Ok)
+        });
+        match self.recvmsgs(&mut cb) {
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
+                let name = family.to_owned();
+                return Err(Error::FamilyNotFound { name });
+            }
+            result => result?,
+        }
+        drop(cb);
+        id.ok_or_else(|| Error::GroupNotFound {
+            family: family.into(),
+            group: group.into(),
+        })
+    }
+    // ANCHOR_END: resolve_grp
 }
 
-/// One datagram of [`NlSock::recvmsgs`]'s loop: hand the messages of request
-/// `seq_expect` to `cb`; returns whether the loop is done. No socket here,
-/// so the parser fuzz tests can feed it any bytes.
+/// Where [`NlSock::recvmsgs`]'s loop stands between two datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecvState {
+    /// The sequence number of the request; `None` after
+    /// [`NlSock::disable_seq_check`]: every message is handled.
+    seq_expect: Option<u32>,
+    /// The request asked for an ack that has not come yet.
+    ack_pending: bool,
+    /// A message of a dump came (`NLM_F_MULTI`), and not yet its `NLMSG_DONE`.
+    multipart: bool,
+    /// A message carried `NLM_F_DUMP_INTR` and no `DumpIntr` callback took it.
+    interrupted: bool,
+}
+
+/// One datagram of [`NlSock::recvmsgs`]'s loop: hand the messages of the
+/// request to `cb`; returns whether the loop is done. No socket here, so
+/// the parser fuzz tests can feed it any bytes.
 fn handle_datagram(
     datagram: &[u8],
-    seq_expect: u32,
-    ack_pending: &mut bool,
-    multipart: &mut bool,
+    state: &mut RecvState,
     cb: &mut NlCb<'_>,
 ) -> Result<bool, Error> {
     let mut ours = false;
     for msg in messages(datagram) {
         let msg = msg?;
-        if msg.hdr.nlmsg_seq != seq_expect {
+        if state.seq_expect.is_some_and(|seq| msg.hdr.nlmsg_seq != seq) {
             continue; // a late answer to an earlier request
         }
         ours = true;
-        *multipart |= msg.hdr.nlmsg_flags & NLM_F_MULTI != 0;
+        state.multipart |= msg.hdr.nlmsg_flags & NLM_F_MULTI != 0;
+        if msg.hdr.nlmsg_flags & NLM_F_DUMP_INTR != 0 {
+            match cb.dump_intr.as_mut() {
+                Some(f) => {
+                    if f(&msg)? == NlCbAction::Stop {
+                        return Ok(true);
+                    }
+                }
+                // libnl: "continue reading to clear all messages until a
+                // NLMSG_DONE is received and report the inconsistency".
+                None => state.interrupted = true,
+            }
+        }
         let action = match msg.hdr.nlmsg_type {
             NLMSG_NOOP => NlCbAction::Skip,
             NLMSG_OVERRUN => return Err(Error::Overrun),
             NLMSG_DONE => {
                 // The end of a dump; no ack follows it, even if asked.
-                (*multipart, *ack_pending) = (false, false);
+                (state.multipart, state.ack_pending) = (false, false);
+                // Its int is the dump's result: a negative errno is an
+                // error (libnl leaves that to the FINISH callback).
+                let err = NlMsgErr::parse_done(&msg)?;
+                if err.error != 0 {
+                    return Err(err.to_error());
+                }
                 call(&mut cb.finish, &msg, NlCbAction::Stop)?
             }
             NLMSG_ERROR => {
                 let err = NlMsgErr::parse(&msg)?;
-                *ack_pending = false; // an error replaces the ack
+                state.ack_pending = false; // an error replaces the ack
                 if err.error == 0 {
                     call(&mut cb.ack, &msg, NlCbAction::Stop)?
                 } else {
@@ -594,7 +738,7 @@ fn handle_datagram(
             return Ok(true);
         }
     }
-    Ok(ours && !*multipart && !*ack_pending)
+    Ok(ours && !state.multipart && !state.ack_pending)
 }
 
 // ---------------------------------------------------------------------------
@@ -654,6 +798,166 @@ pub fn echo_genl(sk: &mut NlSock, family: u16, text: &str) -> Result<String, Err
     reply.ok_or(Error::NoReply)
 }
 // ANCHOR_END: echo_genl
+
+// ---------------------------------------------------------------------------
+// The echo log of kmod-genl: GET (do and dump), EVENT notifications
+// ---------------------------------------------------------------------------
+
+/// One entry of `kmod-genl`'s echo log, as `GET` and `EVENT` carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: u32,
+    /// The port id of the socket that sent the echo.
+    pub portid: u32,
+    pub msg: String,
+}
+
+/// The policy of a log entry's attributes, the same as kmod-genl's.
+pub const ENTRY_POLICY: &[(u16, NlaPolicy)] = &[
+    (proto::GENL_ATTR_ID, NlaPolicy::U32),
+    (
+        proto::GENL_ATTR_MSG,
+        NlaPolicy::NulString {
+            max_len: proto::MAX_MSG_LEN,
+        },
+    ),
+    (proto::GENL_ATTR_PORTID, NlaPolicy::U32),
+];
+
+/// `genlmsg_parse()` a `GET` reply or dump message, or an `EVENT` (`cmd`):
+/// ID, MSG and PORTID are all required.
+pub fn parse_entry(msg: &NlMsgRef<'_>, cmd: u8) -> Result<Entry, Error> {
+    if msg.genlmsg_hdr()?.cmd != cmd {
+        return Err(Error::decode("genl message with an unexpected command"));
+    }
+    let tb = msg.genlmsg_parse(proto::GENL_ATTR_MAX, ENTRY_POLICY)?;
+    Ok(Entry {
+        id: tb.require(proto::GENL_ATTR_ID)?.nla_get_u32()?,
+        portid: tb.require(proto::GENL_ATTR_PORTID)?.nla_get_u32()?,
+        msg: tb
+            .require(proto::GENL_ATTR_MSG)?
+            .nla_get_string()?
+            .to_owned(),
+    })
+}
+
+/// What [`dump_log`] received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDump {
+    /// The sequence number of the dump request.
+    pub seq: u32,
+    pub entries: Vec<Entry>,
+    /// A message carried `NLM_F_DUMP_INTR` (seen by the `DumpIntr`
+    /// callback): the log changed during the dump; run it again.
+    pub interrupted: bool,
+}
+
+// ANCHOR: dump
+/// Dump the echo log: `genlmsg_put(GET)` with `NLM_F_DUMP`, then
+/// `nl_recvmsgs()` with a VALID callback that parses each entry, a
+/// DUMP_INTR callback that notes the interruption (instead of libnl's
+/// `-NLE_DUMP_INTR`, so that the entries are still returned) and a FINISH
+/// callback at `NLMSG_DONE`. The datagrams must fit the socket's buffer
+/// ([`NlSock::set_msg_buf_size`]), or it is [`Error::Truncated`].
+pub fn dump_log(sk: &mut NlSock, family: u16) -> Result<LogDump, Error> {
+    let mut msg = NlMsg::genlmsg_put(
+        family,
+        NLM_F_DUMP,
+        proto::GENL_CMD_GET,
+        proto::GENL_FAMILY_VERSION,
+    );
+    let seq = sk.send_auto(&mut msg)?;
+    let (mut entries, mut interrupted, mut finished) = (Vec::new(), false, false);
+    let mut cb = NlCb::new();
+    cb.set(NlCbType::Valid, |msg| {
+        entries.push(parse_entry(msg, proto::GENL_CMD_GET)?);
+        Ok(NlCbAction::Ok)
+    });
+    cb.set(NlCbType::DumpIntr, |_| {
+        interrupted = true;
+        Ok(NlCbAction::Ok)
+    });
+    cb.set(NlCbType::Finish, |_| {
+        finished = true;
+        Ok(NlCbAction::Stop)
+    });
+    sk.recvmsgs(&mut cb)?;
+    drop(cb);
+    if !finished {
+        return Err(Error::decode("a dump that ended without NLMSG_DONE"));
+    }
+    Ok(LogDump {
+        seq,
+        entries,
+        interrupted,
+    })
+}
+// ANCHOR_END: dump
+
+/// `GET` one entry (a `do` request): `ID` if given; without it the family
+/// answers EINVAL (missing attribute ID), for a missing entry ENOENT.
+pub fn get_entry(sk: &mut NlSock, family: u16, id: Option<u32>) -> Result<Entry, Error> {
+    let mut msg = NlMsg::genlmsg_put(family, 0, proto::GENL_CMD_GET, proto::GENL_FAMILY_VERSION);
+    if let Some(id) = id {
+        msg.nla_put_u32(proto::GENL_ATTR_ID, id)?;
+    }
+    sk.send_auto(&mut msg)?;
+    let mut entry = None;
+    let mut cb = NlCb::new();
+    cb.set(NlCbType::Valid, |msg| {
+        entry = Some(parse_entry(msg, proto::GENL_CMD_GET)?);
+        Ok(NlCbAction::Ok)
+    });
+    sk.recvmsgs(&mut cb)?;
+    drop(cb);
+    entry.ok_or(Error::NoReply)
+}
+
+/// A raw unit's notification: the copy of an echo reply sent to its group
+/// ([`proto::RAW_GROUP`]): the reply's sequence number and payload, and
+/// `nlmsg_pid` the port id of the requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    pub seq: u32,
+    pub portid: u32,
+    pub payload: Vec<u8>,
+}
+
+/// A notification: a generic netlink `EVENT` or a raw unit's copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Genl(Entry),
+    Raw(RawEvent),
+}
+
+// ANCHOR: events
+/// `nl_recvmsgs()` on a socket that joined a group (and called
+/// [`NlSock::disable_seq_check`]): one datagram, each message to a VALID
+/// callback. With `Some(family)`, the `EVENT`s of that generic netlink
+/// family; with `None`, a raw unit's copies of echo replies (every message
+/// that is not a control message). ENOBUFS (events were lost) is
+/// [`Error::Overrun`]; the socket goes on.
+pub fn recv_events(sk: &mut NlSock, family: Option<u16>) -> Result<Vec<Event>, Error> {
+    let mut events = Vec::new();
+    let mut cb = NlCb::new();
+    cb.set(NlCbType::Valid, |msg| {
+        match family {
+            Some(id) if msg.hdr.nlmsg_type != id => {} // another family's
+            Some(_) if msg.genlmsg_hdr()?.cmd != proto::GENL_CMD_EVENT => {}
+            Some(_) => events.push(Event::Genl(parse_entry(msg, proto::GENL_CMD_EVENT)?)),
+            None => events.push(Event::Raw(RawEvent {
+                seq: msg.hdr.nlmsg_seq,
+                portid: msg.hdr.nlmsg_pid,
+                payload: msg.nlmsg_data().to_vec(),
+            })),
+        }
+        Ok(NlCbAction::Ok)
+    });
+    sk.recvmsgs(&mut cb)?;
+    drop(cb);
+    Ok(events)
+}
+// ANCHOR_END: events
 
 #[cfg(test)]
 mod parser_fuzz;

@@ -38,15 +38,49 @@
 //! `user-libnl-style: error: <message>` with exit status 1 (2 for usage
 //! errors).
 //!
+//! `--dump` (generic netlink only) prints the echo log of `kmod-genl`,
+//! oldest first, then the end of the dump (the `done` seq is the dump
+//! request's); `--subscribe` prints the notifications (genl: the "events"
+//! group; raw and kthread: group 1 of the unit) until `--count` were seen,
+//! its first line printed once the group is joined:
+//!
+//! ```text
+//! cargo xtask vm --modules genl -- sh -c 'target/debug/user-libnl-style --module genl hello; target/debug/user-libnl-style --module genl --dump'
+//! ```
+//!
+//! ```text
+//! module genl: family my_genl id 25, portid 1234
+//! entry id 1 portid 1230: "hello"
+//! done seq 1: 1 entries
+//!
+//! module genl: family my_genl id 25, group events id 26, portid 1234
+//! event id 3 portid 1240: "hello"
+//!
+//! module raw: netlink unit 31, group 1, portid 1234
+//! event seq 5 portid 1240: "hello"
+//! ```
+//!
+//! A dump during which the log changed (`NLM_F_DUMP_INTR`) ends its `done`
+//! line with `, interrupted`, then says so on stderr, exit status 1.
+//! Events lost to a full receive buffer (ENOBUFS) are a line on stderr,
+//! and the subscription goes on.
+//!
 //! The switches and the lines are those of all three clients, in the
 //! `rosetta_cli` crate; this file holds what is particular to the library:
-//! connecting, the echo, and how its errors map.
+//! connecting, the echo, the dump (`dump_log`: VALID, DUMP_INTR and FINISH
+//! callbacks), the subscription (`genl_ctrl_resolve_grp`,
+//! `nl_socket_add_membership`, `nl_socket_disable_seq_check`), and how its
+//! errors map.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use rosetta_cli::{echo_many, Echo, Module, Output, Target};
-use user_libnl_style::{echo_genl, echo_raw, NlSock};
+use std::collections::VecDeque;
+
+use rosetta_cli::{
+    check_usage, echo_many, Dump, Echo, Entry, Event, Group, Notice, Output, Subscription, Target,
+};
+use user_libnl_style::{dump_log, echo_genl, echo_raw, recv_events, Error, NlSock};
 
 /// Echo a message through a netlink-rosetta kernel module (libnl-style API).
 #[derive(Parser)]
@@ -59,13 +93,135 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output::new("user-libnl-style", "libnl-style", &cli.args);
-    if cli.args.module == Module::Genl && cli.args.unit.is_some() {
-        return out.usage_error(
-            "--unit does not apply to --module genl: generic netlink families are found by name",
-        );
+    let unit_message =
+        "--unit does not apply to --module genl: generic netlink families are found by name";
+    if let Err(message) = check_usage(&cli.args, unit_message) {
+        return out.usage_error(&message);
+    }
+    if cli.args.dump {
+        return out.finish_dump(dump(&cli));
+    }
+    if cli.args.subscribe {
+        return match subscribe(&cli) {
+            Ok((header, mut listener)) => {
+                out.subscribed(&header);
+                out.follow(|| listener.next())
+            }
+            Err(err) => out.error(err),
+        };
     }
     out.finish(connect(&cli).and_then(|mut client| echo_many(&cli.args, &mut client)))
 }
+
+/// `genl_ctrl_resolve()` on a socket of its own, as `connect` does.
+fn resolve(cli: &Cli) -> anyhow::Result<u16> {
+    let mut ctrl = NlSock::genl_connect()?;
+    ctrl.set_timeout(cli.args.timeout())?;
+    Ok(ctrl.genl_ctrl_resolve(proto::GENL_FAMILY_NAME)?)
+}
+
+fn entry(e: user_libnl_style::Entry) -> Entry {
+    Entry {
+        id: e.id,
+        portid: e.portid,
+        msg: e.msg.into_bytes(),
+    }
+}
+
+// ANCHOR: dump
+/// `--dump`: [`dump_log`], the VALID, DUMP_INTR and FINISH callbacks.
+fn dump(cli: &Cli) -> anyhow::Result<Dump> {
+    let id = resolve(cli)?;
+    let mut sk = NlSock::genl_connect()?;
+    sk.set_timeout(cli.args.timeout())?;
+    sk.disable_auto_ack(); // no ack follows a dump anyway
+    let dump = dump_log(&mut sk, id)?;
+    let target = Target::Family(id);
+    Ok(Dump {
+        target,
+        json_target: target.json(),
+        portid: sk.portid(),
+        seq: dump.seq,
+        entries: dump.entries.into_iter().map(entry).collect(),
+        interrupted: dump.interrupted,
+    })
+}
+// ANCHOR_END: dump
+
+/// A subscribed socket and the events of its last datagram not yet shown.
+struct Listener {
+    sk: NlSock,
+    family: Option<u16>,
+    pending: VecDeque<Event>,
+}
+
+impl Listener {
+    fn next(&mut self) -> anyhow::Result<Notice> {
+        while self.pending.is_empty() {
+            match recv_events(&mut self.sk, self.family) {
+                Ok(events) => self.pending.extend(events.into_iter().map(|e| match e {
+                    user_libnl_style::Event::Genl(e) => Event::Genl(entry(e)),
+                    user_libnl_style::Event::Raw(e) => Event::Raw {
+                        seq: e.seq,
+                        portid: e.portid,
+                        payload: e.payload,
+                    },
+                })),
+                Err(Error::Overrun) => return Ok(Notice::Lost),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Notice::Event(
+            self.pending.pop_front().unwrap_or_else(|| unreachable!()),
+        ))
+    }
+}
+
+// ANCHOR: subscribe
+/// `--subscribe`: `genl_ctrl_resolve_grp()` and `nl_socket_add_membership()`
+/// (or group 1 of the raw unit), `nl_socket_disable_seq_check()`, no timeout.
+fn subscribe(cli: &Cli) -> anyhow::Result<(Subscription, Listener)> {
+    let (target, group, mut sk, family) = match cli.args.raw_unit() {
+        Some(unit) => {
+            let mut sk = NlSock::connect(unit)?;
+            sk.add_membership(proto::RAW_GROUP)?;
+            (Target::Unit(unit), Group::Raw(proto::RAW_GROUP), sk, None)
+        }
+        None => {
+            let mut ctrl = NlSock::genl_connect()?;
+            ctrl.set_timeout(cli.args.timeout())?;
+            let family = ctrl.genl_ctrl_resolve(proto::GENL_FAMILY_NAME)?;
+            let name = proto::GENL_MCGRP_EVENTS;
+            let id = ctrl.genl_ctrl_resolve_grp(proto::GENL_FAMILY_NAME, name)?;
+            drop(ctrl);
+            let mut sk = NlSock::genl_connect()?;
+            sk.add_membership(id)?;
+            let group = Group::Genl {
+                name: name.into(),
+                id,
+            };
+            (Target::Family(family), group, sk, Some(family))
+        }
+    };
+    sk.disable_seq_check(); // notifications carry the seq of whoever caused them
+    sk.set_timeout(std::time::Duration::ZERO)?; // wait for events for ever
+    let header = Subscription {
+        target,
+        json_target: target.json(),
+        portid: sk.portid(),
+        group,
+    };
+    let pending = VecDeque::new();
+    Ok((
+        header,
+        Listener {
+            sk,
+            family,
+            pending,
+        },
+    ))
+}
+// ANCHOR_END: subscribe
 
 /// The echo socket and where its echoes go.
 struct Client {
@@ -124,6 +280,7 @@ impl Echo for Client {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use rosetta_cli::Module;
 
     #[test]
     fn the_switches_are_rosetta_clis() {

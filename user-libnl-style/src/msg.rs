@@ -27,6 +27,8 @@ pub const NLMSG_OVERRUN: u16 = 4;
 pub const NLM_F_REQUEST: u16 = 0x01;
 pub const NLM_F_MULTI: u16 = 0x02; // part of a dump: NLMSG_DONE ends it
 pub const NLM_F_ACK: u16 = 0x04;
+pub const NLM_F_DUMP_INTR: u16 = 0x10; // the dumped data changed during the dump
+pub const NLM_F_DUMP: u16 = 0x300; // NLM_F_ROOT | NLM_F_MATCH
 pub const NLM_F_CAPPED: u16 = 0x100; // NLMSG_ERROR: request payload left out
 pub const NLM_F_ACK_TLVS: u16 = 0x200; // NLMSG_ERROR: extended ack TLVs follow
 
@@ -43,6 +45,11 @@ pub const GENL_ID_CTRL: u16 = 0x10;
 pub const CTRL_CMD_GETFAMILY: u8 = 3;
 pub const CTRL_ATTR_FAMILY_ID: u16 = 1;
 pub const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+/// The family's multicast groups: nested, one nest per group (types 1, 2,
+/// ... are indexes) with the group's name and id.
+pub const CTRL_ATTR_MCAST_GROUPS: u16 = 7;
+pub const CTRL_ATTR_MCAST_GRP_NAME: u16 = 1;
+pub const CTRL_ATTR_MCAST_GRP_ID: u16 = 2;
 /// `GENL_NAMSIZ`: family names are at most 15 characters plus the NUL.
 pub const GENL_NAMSIZ: usize = 16;
 
@@ -347,6 +354,29 @@ impl NlMsgErr {
                 .get(tlvs..)
                 .ok_or_else(|| Error::decode("NLMSG_ERROR shorter than the request it copies"))?;
             let tb = nla_parse(tlvs, NLMSGERR_ATTR_MISS_TYPE, EXTACK_POLICY)?;
+            if let Some(text) = tb.get(NLMSGERR_ATTR_MSG) {
+                err.extack = Some(String::from_utf8_lossy(text.c_str()).into_owned());
+            }
+            if let Some(ty) = tb.get(NLMSGERR_ATTR_MISS_TYPE) {
+                err.missing_attr = Some(ty.nla_get_u32()?);
+            }
+        }
+        Ok(err)
+    }
+
+    /// The `int` that follows an `NLMSG_DONE` header, the dump's result (0
+    /// or a negative errno), then, with `NLM_F_ACK_TLVS`, the extended
+    /// ack. `request` is left empty: a DONE does not copy the request. An
+    /// old kernel may send a DONE without the `int`: that is 0.
+    pub fn parse_done(msg: &NlMsgRef<'_>) -> Result<NlMsgErr, Error> {
+        let mut err = NlMsgErr {
+            error: ne_u32(msg.data, 0).map_or(0, |e| e as i32),
+            request: NlMsgHdr::default(),
+            extack: None,
+            missing_attr: None,
+        };
+        if err.error != 0 && msg.hdr.nlmsg_flags & NLM_F_ACK_TLVS != 0 {
+            let tb = nla_parse(&msg.data[4..], NLMSGERR_ATTR_MISS_TYPE, EXTACK_POLICY)?;
             if let Some(text) = tb.get(NLMSGERR_ATTR_MSG) {
                 err.extack = Some(String::from_utf8_lossy(text.c_str()).into_owned());
             }

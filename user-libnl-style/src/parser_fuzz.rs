@@ -11,7 +11,9 @@
 //! file.
 
 use proptest::prelude::*;
-use rosetta_fuzzgen::{attrs_or_noise, config, datagram_or_noise, Favoured};
+use rosetta_fuzzgen::{
+    attrs_or_noise, config, datagram_or_noise, dump_or_noise, mcast_groups_attr, Favoured,
+};
 
 use super::*;
 
@@ -99,8 +101,19 @@ fn parse_everything(buf: &[u8]) {
 /// `echo_raw`, `echo_genl` and `genl_ctrl_resolve` (their parsing, as
 /// they do it) and an ERR callback, for each state of the loop.
 fn receive_paths(buf: &[u8]) {
-    for (ack_pending, multipart) in [(false, false), (true, false), (true, true)] {
-        let (mut ack_pending, mut multipart) = (ack_pending, multipart);
+    let states = [
+        (false, false, Some(SEQ)),
+        (true, false, Some(SEQ)),
+        (true, true, Some(SEQ)),
+        (false, false, None),
+    ];
+    for (ack_pending, multipart, seq_expect) in states {
+        let mut state = RecvState {
+            seq_expect,
+            ack_pending,
+            multipart,
+            interrupted: false,
+        };
         let mut kept = Vec::new();
         let mut cb = NlCb::new();
         cb.set(NlCbType::Valid, |msg| {
@@ -114,7 +127,7 @@ fn receive_paths(buf: &[u8]) {
             assert!(err.extack.as_ref().map_or(0, String::len) <= 3 * buf.len());
             Ok(NlCbAction::Skip)
         });
-        let _ = handle_datagram(buf, SEQ, &mut ack_pending, &mut multipart, &mut cb);
+        let _ = handle_datagram(buf, &mut state, &mut cb);
         drop(cb);
         assert!(kept.iter().all(|&len| len <= buf.len()));
 
@@ -134,12 +147,78 @@ fn receive_paths(buf: &[u8]) {
             tb.require(CTRL_ATTR_FAMILY_ID)?.nla_get_u16()?;
             Ok(NlCbAction::Ok)
         });
-        let _ = handle_datagram(buf, SEQ, &mut ack_pending, &mut multipart, &mut cb);
+        let _ = handle_datagram(buf, &mut state, &mut cb);
+
+        // dump_log's and recv_events' callbacks, and a DUMP_INTR callback.
+        let mut cb = NlCb::new();
+        cb.set(NlCbType::Valid, |msg| {
+            if let Ok(e) = parse_entry(msg, proto::GENL_CMD_GET) {
+                assert!(e.msg.len() <= buf.len());
+            }
+            let _ = parse_entry(msg, proto::GENL_CMD_EVENT);
+            Ok(NlCbAction::Ok)
+        });
+        cb.set(NlCbType::DumpIntr, |_| Ok(NlCbAction::Ok));
+        cb.set(NlCbType::Finish, |msg| {
+            let _ = NlMsgErr::parse_done(msg);
+            Ok(NlCbAction::Stop)
+        });
+        let _ = handle_datagram(buf, &mut state, &mut cb);
     }
+}
+
+/// `genl_ctrl_resolve_grp`'s parsing of the controller's reply: the
+/// groups' nests, each parsed with its policy.
+fn resolve_grp_parsing(attrs: &[u8]) {
+    let Ok(tb) = nla_parse(
+        attrs,
+        CTRL_ATTR_MCAST_GROUPS,
+        &[(CTRL_ATTR_MCAST_GROUPS, NlaPolicy::Nested)],
+    ) else {
+        return;
+    };
+    let Some(groups) = tb.get(CTRL_ATTR_MCAST_GROUPS) else {
+        return;
+    };
+    let policy = [
+        (
+            CTRL_ATTR_MCAST_GRP_NAME,
+            NlaPolicy::NulString {
+                max_len: GENL_NAMSIZ - 1,
+            },
+        ),
+        (CTRL_ATTR_MCAST_GRP_ID, NlaPolicy::U32),
+    ];
+    let mut count = 0;
+    for nest in groups.nested_attrs() {
+        let Ok(nest) = nest else { continue };
+        count += 1;
+        if let Ok(grp) = nest.nla_parse_nested(CTRL_ATTR_MCAST_GRP_ID, &policy) {
+            let _ = grp
+                .get(CTRL_ATTR_MCAST_GRP_NAME)
+                .map(|n| n.nla_get_string());
+            let _ = grp.get(CTRL_ATTR_MCAST_GRP_ID).map(|n| n.nla_get_u32());
+        }
+    }
+    assert!(count <= attrs.len() / NLA_HDRLEN);
 }
 
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn parser_fuzz_dumps(buf in dump_or_noise(FAVOURED)) {
+        parse_everything(&buf);
+        receive_paths(&buf);
+        for msg in messages(&buf).flatten() {
+            let _ = NlMsgErr::parse_done(&msg);
+        }
+    }
+
+    #[test]
+    fn parser_fuzz_mcast_groups(groups in mcast_groups_attr(), rest in attrs_or_noise()) {
+        resolve_grp_parsing(&[groups, rest].concat());
+    }
 
     #[test]
     fn parser_fuzz_datagrams(buf in datagram_or_noise(FAVOURED)) {

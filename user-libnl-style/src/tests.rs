@@ -336,3 +336,246 @@ fn genl_headers_are_checked() {
     let m = messages(&bytes).next().unwrap().unwrap();
     assert!(matches!(m.genlmsg_parse(1, &[]), Err(Error::Decode { .. })));
 }
+
+// ---------------------------------------------------------------------------
+// Dumps, DUMP_INTR, notifications, multicast groups
+// ---------------------------------------------------------------------------
+
+const FAMILY: u16 = 0x19;
+
+/// One message: header (exact `nlmsg_len`) + payload, padded.
+fn message(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let hdr = NlMsgHdr {
+        nlmsg_len: (NLMSG_HDRLEN + payload.len()) as u32,
+        nlmsg_type: ty,
+        nlmsg_flags: flags,
+        nlmsg_seq: seq,
+        nlmsg_pid: 0,
+    };
+    let mut b = hdr.to_bytes().to_vec();
+    b.extend_from_slice(payload);
+    b.resize(align4(b.len()), 0);
+    b
+}
+
+/// A log entry as GET (or EVENT, `cmd`) carries it.
+fn entry_msg(cmd: u8, flags: u16, seq: u32, id: u32, text: &str) -> Vec<u8> {
+    let mut text0 = text.as_bytes().to_vec();
+    text0.push(0);
+    let payload = concat(&[
+        vec![cmd, 1, 0, 0],
+        nla(proto::GENL_ATTR_ID, &id.to_ne_bytes()),
+        nla(proto::GENL_ATTR_MSG, &text0),
+        nla(proto::GENL_ATTR_PORTID, &(1000 + id).to_ne_bytes()),
+    ]);
+    message(FAMILY, flags, seq, &payload)
+}
+
+fn dump_msg(seq: u32, extra: u16, id: u32, text: &str) -> Vec<u8> {
+    entry_msg(proto::GENL_CMD_GET, NLM_F_MULTI | extra, seq, id, text)
+}
+
+fn done(seq: u32, extra: u16, errno: i32, tlvs: &[u8]) -> Vec<u8> {
+    let payload = concat(&[errno.to_ne_bytes().to_vec(), tlvs.to_vec()]);
+    message(NLMSG_DONE, NLM_F_MULTI | extra, seq, &payload)
+}
+
+fn state(seq: u32) -> RecvState {
+    RecvState {
+        seq_expect: Some(seq),
+        ack_pending: false,
+        multipart: false,
+        interrupted: false,
+    }
+}
+
+/// `dump_log`'s callbacks on the given datagrams, one `recvmsgs` round
+/// each; returns the entries, whether DUMP_INTR was seen, and the result
+/// (loop done or error) after each datagram.
+fn run_dump(
+    datagrams: &[Vec<u8>],
+    with_intr_cb: bool,
+) -> (Vec<Entry>, bool, Vec<Result<bool, String>>) {
+    let (mut entries, mut intr) = (Vec::new(), false);
+    let mut results = Vec::new();
+    let mut st = state(5);
+    {
+        let mut cb = NlCb::new();
+        cb.set(NlCbType::Valid, |m| {
+            entries.push(parse_entry(m, proto::GENL_CMD_GET)?);
+            Ok(NlCbAction::Ok)
+        });
+        if with_intr_cb {
+            cb.set(NlCbType::DumpIntr, |_| {
+                intr = true;
+                Ok(NlCbAction::Ok)
+            });
+        }
+        for d in datagrams {
+            results.push(handle_datagram(d, &mut st, &mut cb).map_err(|e| e.to_string()));
+        }
+    }
+    (entries, intr || st.interrupted, results)
+}
+
+fn entry(id: u32, text: &str) -> Entry {
+    Entry {
+        id,
+        portid: 1000 + id,
+        msg: text.into(),
+    }
+}
+
+#[test]
+fn a_multipart_dump_goes_on_until_done() {
+    let first = concat(&[
+        dump_msg(5, 0, 1, "hello"),
+        dump_msg(5, 0, 2, "hello netlink"),
+    ]);
+    let second = concat(&[
+        dump_msg(4, 0, 9, "stale"),
+        dump_msg(5, 0, 3, ""),
+        done(5, 0, 0, &[]),
+    ]);
+    let (entries, intr, results) = run_dump(&[first, second], true);
+    assert_eq!(results, [Ok(false), Ok(true)], "not done until NLMSG_DONE");
+    assert_eq!(
+        entries,
+        [entry(1, "hello"), entry(2, "hello netlink"), entry(3, "")]
+    );
+    assert!(!intr);
+}
+
+#[test]
+fn dump_intr_goes_to_its_callback_or_is_remembered() {
+    let datagram = concat(&[
+        dump_msg(5, 0, 1, "a"),
+        dump_msg(5, NLM_F_DUMP_INTR, 2, "b"),
+        done(5, 0, 0, &[]),
+    ]);
+    let (entries, intr, results) = run_dump(std::slice::from_ref(&datagram), true);
+    assert_eq!((entries.len(), intr, results), (2, true, vec![Ok(true)]));
+    // Without the callback the loop state remembers it: recvmsgs then
+    // fails with DumpInterrupted after NLMSG_DONE, as libnl does.
+    let mut st = state(5);
+    assert!(handle_datagram(&datagram, &mut st, &mut NlCb::new()).unwrap());
+    assert!(st.interrupted);
+}
+
+#[test]
+fn a_done_with_an_errno_is_the_dumps_error() {
+    let mut text = b"the log is busy".to_vec();
+    text.push(0);
+    let tlvs = nla(NLMSGERR_ATTR_MSG, &text);
+    let (_, _, results) = run_dump(&[done(5, NLM_F_ACK_TLVS, -libc::EBUSY, &tlvs)], true);
+    assert_eq!(
+        results,
+        [Err(
+            "kernel replied EBUSY (errno 16): the log is busy".into()
+        )]
+    );
+    // A DONE without its int (old kernels) is a success.
+    let bare = message(NLMSG_DONE, NLM_F_MULTI, 5, &[]);
+    assert_eq!(run_dump(&[bare], true).2, [Ok(true)]);
+}
+
+#[test]
+fn truncated_dump_datagrams_and_bad_entries_are_errors() {
+    let datagram = concat(&[dump_msg(5, 0, 1, "hello"), dump_msg(5, 0, 2, "world")]);
+    let cut = datagram[..datagram.len() - 6].to_vec();
+    let (entries, _, results) = run_dump(&[cut], true);
+    assert_eq!(entries, [entry(1, "hello")]);
+    assert_eq!(
+        results,
+        [Err(
+            "malformed netlink message: nlmsg_len below 16 or past the datagram".into()
+        )]
+    );
+    let no_id = message(
+        FAMILY,
+        NLM_F_MULTI,
+        5,
+        &concat(&[vec![2, 1, 0, 0], nla(proto::GENL_ATTR_MSG, b"x\0")]),
+    );
+    assert_eq!(
+        run_dump(&[no_id], true).2,
+        [Err("attribute 2: missing".into())]
+    );
+}
+
+#[test]
+fn without_the_seq_check_notifications_reach_the_callbacks() {
+    let datagram = concat(&[
+        entry_msg(proto::GENL_CMD_EVENT, 0, 0, 3, "hello"),
+        entry_msg(proto::GENL_CMD_EVENT, 0, 77, 4, "hi"),
+    ]);
+    let mut got = Vec::new();
+    let mut cb = NlCb::new();
+    cb.set(NlCbType::Valid, |m| {
+        got.push(parse_entry(m, proto::GENL_CMD_EVENT)?);
+        Ok(NlCbAction::Ok)
+    });
+    let mut st = state(1);
+    assert!(
+        !handle_datagram(&datagram, &mut st, &mut cb).unwrap(),
+        "not ours"
+    );
+    st.seq_expect = None; // nl_socket_disable_seq_check()
+    assert!(handle_datagram(&datagram, &mut st, &mut cb).unwrap());
+    drop(cb);
+    assert_eq!(got, [entry(3, "hello"), entry(4, "hi")]);
+}
+
+#[test]
+fn mcast_groups_are_a_list_of_nests() {
+    let group = |id: u32, name: &str| {
+        let mut name0 = name.as_bytes().to_vec();
+        name0.push(0);
+        concat(&[
+            nla(CTRL_ATTR_MCAST_GRP_ID, &id.to_ne_bytes()),
+            nla(CTRL_ATTR_MCAST_GRP_NAME, &name0),
+        ])
+    };
+    let groups = concat(&[
+        nla(1 | 0x8000, &group(26, "events")),
+        nla(2 | 0x8000, &group(27, "x")),
+    ]);
+    let payload = concat(&[
+        vec![1, 2, 0, 0],
+        nla(CTRL_ATTR_MCAST_GROUPS | 0x8000, &groups),
+    ]);
+    let msg = message(GENL_ID_CTRL, 0, 1, &payload);
+    let msg = messages(&msg).next().unwrap().unwrap();
+    let tb = msg
+        .genlmsg_parse(
+            CTRL_ATTR_MCAST_GROUPS,
+            &[(CTRL_ATTR_MCAST_GROUPS, NlaPolicy::Nested)],
+        )
+        .unwrap();
+    let found: Vec<(String, u32)> = tb
+        .require(CTRL_ATTR_MCAST_GROUPS)
+        .unwrap()
+        .nested_attrs()
+        .map(|nest| {
+            let grp = nest.unwrap().nla_parse_nested(2, &[]).unwrap();
+            (
+                grp.require(CTRL_ATTR_MCAST_GRP_NAME)
+                    .unwrap()
+                    .nla_get_string()
+                    .unwrap()
+                    .to_owned(),
+                grp.require(CTRL_ATTR_MCAST_GRP_ID)
+                    .unwrap()
+                    .nla_get_u32()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, [("events".into(), 26), ("x".into(), 27)]);
+    // A nest whose length runs past the list: one error, then the end.
+    let bad = nla(CTRL_ATTR_MCAST_GROUPS, &[200, 0, 1, 0]);
+    let tb = nla_parse(&bad, 7, &[]).unwrap();
+    let mut it = tb.require(CTRL_ATTR_MCAST_GROUPS).unwrap().nested_attrs();
+    assert!(matches!(it.next(), Some(Err(Error::Decode { .. }))));
+    assert!(it.next().is_none());
+}

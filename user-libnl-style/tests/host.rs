@@ -235,3 +235,58 @@ fn genl_calls_need_a_genl_socket() {
         Err(Error::NotGeneric)
     ));
 }
+
+#[test]
+fn genl_ctrl_resolve_grp_finds_nlctrls_notify_group() {
+    let mut sk = genl();
+    sk.disable_auto_ack();
+    assert_eq!(sk.genl_ctrl_resolve_grp("nlctrl", "notify").unwrap(), 0x10);
+    match sk.genl_ctrl_resolve_grp("nlctrl", "events") {
+        Err(e @ Error::GroupNotFound { .. }) => assert_eq!(
+            e.to_string(),
+            "generic netlink family \"nlctrl\" has no multicast group \"events\""
+        ),
+        other => panic!("expected GroupNotFound, got {other:?}"),
+    }
+    assert!(matches!(
+        sk.genl_ctrl_resolve_grp("no_such_fam", "events"),
+        Err(Error::FamilyNotFound { .. })
+    ));
+    let mut listener = genl();
+    listener.add_membership(0x10).expect("unprivileged join");
+    listener.drop_membership(0x10).expect("leave");
+}
+
+#[test]
+fn a_dump_into_a_too_small_buffer_is_truncated() {
+    let mut sk = genl();
+    sk.disable_auto_ack();
+    sk.set_msg_buf_size(64);
+    let mut msg = NlMsg::genlmsg_put(GENL_ID_CTRL, NLM_F_DUMP, CTRL_CMD_GETFAMILY, 1);
+    sk.send_auto(&mut msg).unwrap();
+    match sk.recvmsgs_default() {
+        Err(e @ Error::Truncated { buf_len: 64, .. }) => assert!(
+            e.to_string()
+                .ends_with("does not fit the 64-byte receive buffer"),
+            "{e}"
+        ),
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+}
+
+/// `--dump` on a raw module is a usage error (exit 2), before any socket.
+#[test]
+fn dump_of_a_raw_module_is_a_usage_error() {
+    for module in ["raw", "kthread"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_user-libnl-style"))
+            .args(["--module", module, "--dump"])
+            .output()
+            .expect("the CLI runs");
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "user-libnl-style: error: --dump applies to generic netlink only: the raw units keep no log\n"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -60,6 +60,12 @@ pub const CTRL_ATTR_VERSION: u16 = libc::CTRL_ATTR_VERSION as u16; // u32
 pub const CTRL_ATTR_HDRSIZE: u16 = libc::CTRL_ATTR_HDRSIZE as u16; // u32
 pub const CTRL_ATTR_MAXATTR: u16 = libc::CTRL_ATTR_MAXATTR as u16; // u32
 pub const CTRL_ATTR_OPS: u16 = libc::CTRL_ATTR_OPS as u16; // nested, see below
+pub const CTRL_ATTR_MCAST_GROUPS: u16 = libc::CTRL_ATTR_MCAST_GROUPS as u16; // nested, see below
+
+/// Inside `CTRL_ATTR_MCAST_GROUPS`: one nested attribute per group (types
+/// 1, 2, ... are indexes), each holding its name and id.
+pub const CTRL_ATTR_MCAST_GRP_NAME: u16 = libc::CTRL_ATTR_MCAST_GRP_NAME as u16; // NUL string
+pub const CTRL_ATTR_MCAST_GRP_ID: u16 = libc::CTRL_ATTR_MCAST_GRP_ID as u16; // u32
 
 /// Inside `CTRL_ATTR_OPS`: one nested attribute per command (types 1, 2,
 /// ... are just indexes), each holding these two.
@@ -148,6 +154,17 @@ pub struct Family {
     pub maxattr: u32,
     /// `CTRL_ATTR_OPS`: its commands.
     pub ops: Vec<Op>,
+    /// `CTRL_ATTR_MCAST_GROUPS`: its multicast groups.
+    pub mcast_groups: Vec<McastGroup>,
+}
+
+/// One multicast group of a family (`CTRL_ATTR_MCAST_GRP_NAME`,
+/// `CTRL_ATTR_MCAST_GRP_ID`). The id is global to `NETLINK_GENERIC`: it is
+/// what `NETLINK_ADD_MEMBERSHIP` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McastGroup {
+    pub name: String,
+    pub id: u32,
 }
 
 /// One command of a family (`CTRL_ATTR_OP_ID`, `CTRL_ATTR_OP_FLAGS`).
@@ -171,6 +188,7 @@ impl Family {
             hdrsize: 0,
             maxattr: 0,
             ops: Vec::new(),
+            mcast_groups: Vec::new(),
         };
         for attr in attrs(buf) {
             let attr = attr?;
@@ -183,6 +201,7 @@ impl Family {
                 CTRL_ATTR_HDRSIZE => family.hdrsize = attr.u32()?,
                 CTRL_ATTR_MAXATTR => family.maxattr = attr.u32()?,
                 CTRL_ATTR_OPS => family.ops = parse_ops(attr)?,
+                CTRL_ATTR_MCAST_GROUPS => family.mcast_groups = parse_mcast_groups(attr)?,
                 _ => {}
             }
         }
@@ -196,7 +215,54 @@ impl Family {
     pub fn has_op(&self, cmd: u8) -> bool {
         self.ops.iter().any(|op| op.id == u32::from(cmd))
     }
+
+    /// The id of the multicast group called `name`, if the family has one.
+    pub fn mcast_group(&self, name: &str) -> Option<u32> {
+        self.mcast_groups
+            .iter()
+            .find(|g| g.name == name)
+            .map(|g| g.id)
+    }
 }
+
+// ANCHOR: mcast_groups
+/// `CTRL_ATTR_MCAST_GROUPS`: nested attributes 1..n, each nesting
+/// `CTRL_ATTR_MCAST_GRP_NAME` and `CTRL_ATTR_MCAST_GRP_ID`:
+///
+/// ```text
+/// nla_len nla_type=CTRL_ATTR_MCAST_GROUPS|NLA_F_NESTED
+///   nla_len nla_type=1|NLA_F_NESTED              the first group
+///     nla_len nla_type=CTRL_ATTR_MCAST_GRP_ID    u32, e.g. 26
+///     nla_len nla_type=CTRL_ATTR_MCAST_GRP_NAME  "events\0"
+///   nla_len nla_type=2|NLA_F_NESTED              the next group ...
+/// ```
+fn parse_mcast_groups(groups: Attr<'_>) -> Result<Vec<McastGroup>, Error> {
+    let mut out = Vec::new();
+    for group in groups.nested() {
+        let group = group?;
+        let (mut name, mut id) = (None, None);
+        for field in group.nested() {
+            let field = field?;
+            match field.ty {
+                CTRL_ATTR_MCAST_GRP_NAME => {
+                    name = Some(String::from_utf8_lossy(field.nul_string()?).into_owned())
+                }
+                CTRL_ATTR_MCAST_GRP_ID => id = Some(field.u32()?),
+                _ => {}
+            }
+        }
+        let bad = |reason| Error::Decode {
+            offset: group.offset,
+            reason,
+        };
+        out.push(McastGroup {
+            name: name.ok_or_else(|| bad("multicast group without CTRL_ATTR_MCAST_GRP_NAME"))?,
+            id: id.ok_or_else(|| bad("multicast group without CTRL_ATTR_MCAST_GRP_ID"))?,
+        });
+    }
+    Ok(out)
+}
+// ANCHOR_END: mcast_groups
 
 /// `CTRL_ATTR_OPS`: nested attributes 1..n, each nesting OP_ID and OP_FLAGS.
 fn parse_ops(ops: Attr<'_>) -> Result<Vec<Op>, Error> {
@@ -280,6 +346,188 @@ pub(crate) fn genl_datagram(
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The echo log: GET (do and dump) and the EVENT notifications
+// ---------------------------------------------------------------------------
+
+/// One entry of `kmod-genl`'s echo log, as `GET` and `EVENT` carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `GENL_ATTR_ID` (u32).
+    pub id: u32,
+    /// `GENL_ATTR_PORTID` (u32): the socket that sent the echo.
+    pub portid: u32,
+    /// `GENL_ATTR_MSG`, without its NUL.
+    pub msg: Vec<u8>,
+}
+
+impl Entry {
+    /// The entry of a `GET` reply or dump message, or of an `EVENT`
+    /// (`cmd`): all three attributes are required.
+    pub fn parse(msg: &GenlMsg, cmd: u8) -> Result<Entry, Error> {
+        let seq = msg.nlmsg.nlmsg_seq;
+        let bad = |reason: String| Error::BadReply { seq, reason };
+        if msg.genl.cmd != cmd {
+            return Err(bad(format!(
+                "generic netlink command {}, expected {cmd}",
+                msg.genl.cmd
+            )));
+        }
+        let (mut id, mut portid, mut text) = (None, None, None);
+        for attr in msg.attrs() {
+            let attr = attr?;
+            match attr.ty {
+                proto::GENL_ATTR_ID => id = Some(attr.u32()?),
+                proto::GENL_ATTR_PORTID => portid = Some(attr.u32()?),
+                proto::GENL_ATTR_MSG => text = Some(attr.nul_string()?.to_vec()),
+                _ => {}
+            }
+        }
+        let missing = |name: &str| bad(format!("log entry without a {name} attribute"));
+        Ok(Entry {
+            id: id.ok_or_else(|| missing("ID"))?,
+            portid: portid.ok_or_else(|| missing("PORTID"))?,
+            msg: text.ok_or_else(|| missing("MSG"))?,
+        })
+    }
+}
+
+/// A dump of the echo log in progress, or done: what
+/// [`Socket::genl_dump_recv`] has collected so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dump {
+    /// The sequence number of the dump request.
+    pub seq: u32,
+    /// The entries received so far, in order.
+    pub entries: Vec<Entry>,
+    /// A message carried `NLM_F_DUMP_INTR`: the log changed while the dump
+    /// ran, so entries may be missing or repeated. Run it again.
+    pub interrupted: bool,
+    /// `NLMSG_DONE` arrived: the dump is complete.
+    pub done: bool,
+}
+
+impl Dump {
+    /// A dump of request `seq`, before its first datagram.
+    pub fn new(seq: u32) -> Dump {
+        Dump {
+            seq,
+            entries: Vec::new(),
+            interrupted: false,
+            done: false,
+        }
+    }
+}
+
+// ANCHOR: multipart
+/// One datagram of a dump (a multipart answer) of request `seq` to
+/// `family`: every message of ours goes to `each`, as a [`GenlMsg`]; the
+/// flags of every message go into `dump` (`NLM_F_DUMP_INTR`), and
+/// `NLMSG_DONE` ends it (`dump.done`). The `int` after the `NLMSG_DONE`
+/// header is the dump's result: a negative errno is [`Error::Kernel`], with
+/// the extended ack's message if `NLM_F_ACK_TLVS` says TLVs follow it. No
+/// socket here, so the tests can feed it any bytes.
+pub fn multipart_datagram(
+    family: u16,
+    datagram: &[u8],
+    dump: &mut Dump,
+    mut each: impl FnMut(&GenlMsg) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for msg in messages(datagram) {
+        let (hdr, body) = msg?;
+        if hdr.nlmsg_seq != dump.seq {
+            continue; // a stale answer to an earlier request
+        }
+        if dump.done {
+            return Err(Error::BadReply {
+                seq: dump.seq,
+                reason: "a message after NLMSG_DONE".into(),
+            });
+        }
+        dump.interrupted |= hdr.nlmsg_flags & crate::NLM_F_DUMP_INTR != 0;
+        match hdr.nlmsg_type {
+            crate::NLMSG_DONE => {
+                dump.done = true;
+                done_result(&hdr, body)?;
+            }
+            crate::NLMSG_ERROR => match crate::parse_error(&hdr, body)? {
+                // An ack: only if asked for, and then after NLMSG_DONE.
+                crate::NlMsgErr { error: 0, .. } => {}
+                err => {
+                    return Err(Error::Kernel {
+                        errno: err.error.saturating_neg(),
+                        extack: err.extack,
+                        missing_attr: err.missing_attr,
+                    })
+                }
+            },
+            crate::NLMSG_NOOP => {}
+            crate::NLMSG_OVERRUN => return Err(Error::Overrun),
+            ty if ty == family => each(&GenlMsg::parse(hdr, body)?)?,
+            ty => return Err(Error::Unexpected { ty, seq: dump.seq }),
+        }
+    }
+    Ok(())
+}
+
+/// The result of a dump: the `int` that follows the `NLMSG_DONE` header
+/// (0, or a negative errno), then, with `NLM_F_ACK_TLVS`, the extended
+/// ack's TLVs. An old kernel may send no `int` at all: that is 0.
+fn done_result(hdr: &NlMsgHdr, body: &[u8]) -> Result<(), Error> {
+    let Some(errno) = crate::ne_u32(body, 0).map(|e| e as i32) else {
+        return Ok(());
+    };
+    if errno == 0 {
+        return Ok(());
+    }
+    let mut extack = None;
+    if hdr.nlmsg_flags & crate::NLM_F_ACK_TLVS != 0 {
+        for tlv in attrs(&body[4..]) {
+            let tlv = tlv?;
+            if tlv.ty == crate::NLMSGERR_ATTR_MSG {
+                let text = tlv.value.split(|&b| b == 0).next().unwrap_or_default();
+                extack = Some(String::from_utf8_lossy(text).into_owned());
+            }
+        }
+    }
+    Err(Error::Kernel {
+        errno: errno.saturating_neg(),
+        extack,
+        missing_attr: None,
+    })
+}
+// ANCHOR_END: multipart
+
+/// One datagram of an echo-log dump: [`multipart_datagram`], each message
+/// a `GET` entry ([`Entry::parse`]).
+pub fn dump_datagram(family: u16, datagram: &[u8], dump: &mut Dump) -> Result<(), Error> {
+    let mut entries = Vec::new();
+    let result = multipart_datagram(family, datagram, dump, |msg| {
+        entries.push(Entry::parse(msg, proto::GENL_CMD_GET)?);
+        Ok(())
+    });
+    dump.entries.append(&mut entries);
+    result
+}
+
+/// The `EVENT`s of `family` in one datagram received on the "events"
+/// group; other messages (other families' notifications on a shared
+/// socket) are skipped.
+pub fn genl_events(family: u16, datagram: &[u8]) -> Result<Vec<Entry>, Error> {
+    let mut events = Vec::new();
+    for msg in messages(datagram) {
+        let (hdr, body) = msg?;
+        if hdr.nlmsg_type != family {
+            continue;
+        }
+        let msg = GenlMsg::parse(hdr, body)?;
+        if msg.genl.cmd == proto::GENL_CMD_EVENT {
+            events.push(Entry::parse(&msg, proto::GENL_CMD_EVENT)?);
+        }
+    }
+    Ok(events)
 }
 
 impl Socket {
@@ -410,6 +658,70 @@ impl Socket {
         echo_reply_string(seq, &reply)
     }
     // ANCHOR_END: echo
+
+    // ANCHOR: dump
+    /// Start a dump: `cmd` to `family` with `NLM_F_DUMP` (and `attrs`, which
+    /// a dump may take as filters). Returns the [`Dump`] to pass to
+    /// [`Socket::genl_dump_recv`]. The kernel builds the first datagram
+    /// of the answer right away, the next one each time we have read the
+    /// previous: a dump never floods the receive queue.
+    pub fn genl_dump_start(&mut self, family: u16, cmd: u8, attrs: &[u8]) -> Result<Dump, Error> {
+        let request = GenlMsgHdr::new(cmd, proto::GENL_FAMILY_VERSION);
+        let seq = self.genl_send(family, crate::NLM_F_DUMP, request, attrs)?;
+        Ok(Dump::new(seq))
+    }
+
+    /// Receive the next datagram of an echo-log dump into `buf` and add its
+    /// entries to `dump`. A buffer too small for the datagram is
+    /// [`Error::Truncated`] (`MSG_TRUNC`): the kernel dropped its rest, so
+    /// the dump cannot go on; run it again with a larger one.
+    pub fn genl_dump_recv(
+        &mut self,
+        family: u16,
+        dump: &mut Dump,
+        buf: &mut [u8],
+    ) -> Result<(), Error> {
+        let n = recv_from_kernel(&self.fd, buf, self.timeout)?;
+        dump_datagram(family, &buf[..n], dump)
+    }
+
+    /// Dump `kmod-genl`'s echo log: `GET` with `NLM_F_DUMP`, then every
+    /// datagram until `NLMSG_DONE`. An interrupted dump
+    /// (`NLM_F_DUMP_INTR`) is returned whole, with `interrupted` set.
+    pub fn genl_dump(&mut self, family: u16) -> Result<Dump, Error> {
+        let mut dump = self.genl_dump_start(family, proto::GENL_CMD_GET, &[])?;
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut result = Ok(());
+        while !dump.done && result.is_ok() {
+            result = self.genl_dump_recv(family, &mut dump, &mut buf);
+        }
+        self.buf = buf;
+        result.map(|()| dump)
+    }
+    // ANCHOR_END: dump
+
+    /// `GET` one entry of the echo log (a `do` request): with `Some(id)`,
+    /// the `ID` attribute; `None` sends none, which the family refuses
+    /// (EINVAL, missing attribute `ID`). A missing entry is ENOENT with an
+    /// extended-ack message.
+    pub fn genl_get(&mut self, family: u16, id: Option<u32>) -> Result<Entry, Error> {
+        let mut attrs = Vec::new();
+        if let Some(id) = id {
+            crate::put_attr(&mut attrs, proto::GENL_ATTR_ID, &id.to_ne_bytes())?;
+        }
+        let get = GenlMsgHdr::new(proto::GENL_CMD_GET, proto::GENL_FAMILY_VERSION);
+        let reply = self.genl_request(family, 0, get, &attrs)?;
+        Entry::parse(&reply, proto::GENL_CMD_GET)
+    }
+
+    /// Receive one datagram of the family's "events" group (joined with
+    /// [`Socket::add_membership`] and the id of [`Family::mcast_group`])
+    /// and return its `EVENT`s. ENOBUFS (events lost) is
+    /// [`Error::Overrun`]; the socket then goes on.
+    pub fn recv_genl_events(&mut self, family: u16) -> Result<Vec<Entry>, Error> {
+        let n = recv_from_kernel(&self.fd, &mut self.buf, self.timeout)?;
+        genl_events(family, &self.buf[..n])
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,18 @@
 //! [`Socket::genl_request`] sends any command with any attributes, for the
 //! error paths.
 //!
+//! ## Dumps and multicast groups, by hand too
+//!
+//! [`Socket::genl_dump`] sends `GET` with `NLM_F_DUMP` and reads datagram
+//! after datagram, each walked by [`genl::multipart_datagram`]: messages
+//! flagged `NLM_F_MULTI`, `NLM_F_DUMP_INTR` noted, until `NLMSG_DONE`, whose
+//! `int` is the dump's result. [`Socket::genl_get`] is the same `GET` as a
+//! `do`. [`Socket::add_membership`] joins a group with
+//! `NETLINK_ADD_MEMBERSHIP`: a raw unit's [`proto::RAW_GROUP`], or a generic
+//! netlink group whose id [`Family::mcast_group`] found in the controller's
+//! nested `CTRL_ATTR_MCAST_GROUPS`; [`Socket::recv_genl_events`] and
+//! [`Socket::recv_raw_events`] then read the notifications.
+//!
 //! Every parser of received bytes is fuzzed on the host with proptest
 //! (`src/parser_fuzz.rs`, `cargo test -p user-raw parser_fuzz`): any bytes
 //! give `Ok` or `Err`, never a panic or an allocation sized by a length field.
@@ -64,7 +76,7 @@ pub mod attr;
 pub mod genl;
 
 pub use attr::{attrs, find_attr, nla_align, put_attr, put_nul_string, Attr, Attrs, NLA_HDRLEN};
-pub use genl::{Family, GenlMsg, GenlMsgHdr, Op, GENL_HDRLEN};
+pub use genl::{Dump, Entry, Family, GenlMsg, GenlMsgHdr, McastGroup, Op, GENL_HDRLEN};
 
 // ---------------------------------------------------------------------------
 // Wire format (<linux/netlink.h>, man 7 netlink)
@@ -92,7 +104,10 @@ pub const NLMSG_OVERRUN: u16 = 4;
 
 /// `nlmsg_flags` bits used here.
 pub const NLM_F_REQUEST: u16 = 0x01; // "must be set on all request messages"
+pub const NLM_F_MULTI: u16 = 0x02; // part of a multipart answer (a dump)
 pub const NLM_F_ACK: u16 = 0x04; // "request an acknowledgement on success"
+pub const NLM_F_DUMP_INTR: u16 = 0x10; // the dump's data changed while it ran
+pub const NLM_F_DUMP: u16 = 0x300; // NLM_F_ROOT | NLM_F_MATCH: "return everything"
 pub const NLM_F_CAPPED: u16 = 0x100; // NLMSG_ERROR: request payload left out
 pub const NLM_F_ACK_TLVS: u16 = 0x200; // NLMSG_ERROR: extended ack TLVs follow
 
@@ -608,6 +623,63 @@ impl Socket {
     }
     // ANCHOR_END: send
 
+    // ANCHOR: membership
+    /// Join multicast group `group` of the socket's unit
+    /// (`setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP)`, the group's
+    /// number as an int): from now on the kernel's broadcasts to it are
+    /// queued on this socket too, with `nlmsg_seq` of whoever caused them
+    /// and the sender address nl_pid 0, `nl_groups` its bit (groups 1..32).
+    /// Unlike `bind()`'s `nl_groups` bitmask, this reaches groups above 32,
+    /// where generic netlink's ids may land.
+    pub fn add_membership(&mut self, group: u32) -> Result<(), Error> {
+        self.membership(
+            libc::NETLINK_ADD_MEMBERSHIP,
+            group,
+            "setsockopt(NETLINK_ADD_MEMBERSHIP)",
+        )
+    }
+
+    /// Leave multicast group `group` (`NETLINK_DROP_MEMBERSHIP`).
+    pub fn drop_membership(&mut self, group: u32) -> Result<(), Error> {
+        self.membership(
+            libc::NETLINK_DROP_MEMBERSHIP,
+            group,
+            "setsockopt(NETLINK_DROP_MEMBERSHIP)",
+        )
+    }
+    // ANCHOR_END: membership
+
+    fn membership(
+        &mut self,
+        opt: libc::c_int,
+        group: u32,
+        call: &'static str,
+    ) -> Result<(), Error> {
+        // SAFETY: `group` is a valid u32 and we pass its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_NETLINK,
+                opt,
+                (&raw const group).cast(),
+                size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::last_os(call));
+        }
+        Ok(())
+    }
+
+    /// Receive one datagram of a raw unit's group and return the events in
+    /// it: the copies of echo replies that the unit broadcasts
+    /// ([`proto::RAW_GROUP`]). ENOBUFS (events lost) is [`Error::Overrun`];
+    /// the socket then goes on.
+    pub fn recv_raw_events(&mut self) -> Result<Vec<RawEvent>, Error> {
+        let n = recv_from_kernel(&self.fd, &mut self.buf, self.timeout)?;
+        raw_events(&self.buf[..n])
+    }
+
     /// Receive one datagram from the kernel into `buf`; returns its length.
     /// Walk it with [`messages`]. Datagrams from other senders (nl_pid != 0)
     /// are ignored. Use a buffer of at least [`RECV_BUF_LEN`] bytes.
@@ -701,6 +773,38 @@ fn reply_event<'a>(
         ty if ty == reply_type => Ok(EchoEvent::Reply(body)),
         ty => Err(Error::Unexpected { ty, seq }),
     }
+}
+
+/// A raw unit's notification: the copy of an echo reply that it sends to
+/// its group ([`proto::RAW_GROUP`]): the reply's type, payload and sequence
+/// number, flags 0, and `nlmsg_pid` the port id of the requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    pub seq: u32,
+    /// The requester's port id (`nlmsg_pid`).
+    pub portid: u32,
+    pub ty: u16,
+    pub payload: Vec<u8>,
+}
+
+/// The events of one datagram received on a raw unit's group: every
+/// message that is not a control message (type 1..=4). No socket here, so
+/// the tests can feed it any bytes.
+pub fn raw_events(datagram: &[u8]) -> Result<Vec<RawEvent>, Error> {
+    let mut events = Vec::new();
+    for msg in messages(datagram) {
+        let (hdr, body) = msg?;
+        match hdr.nlmsg_type {
+            NLMSG_NOOP | NLMSG_ERROR | NLMSG_DONE | NLMSG_OVERRUN => {}
+            ty => events.push(RawEvent {
+                seq: hdr.nlmsg_seq,
+                portid: hdr.nlmsg_pid,
+                ty,
+                payload: body.to_vec(),
+            }),
+        }
+    }
+    Ok(events)
 }
 
 // ANCHOR: receive

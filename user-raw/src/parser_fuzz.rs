@@ -9,12 +9,16 @@
 
 use proptest::prelude::*;
 use rosetta_fuzzgen::{
-    attrs_or_noise, config, datagram_or_noise, payload_or_noise, tlv, Favoured, TRUTH,
+    attrs_or_noise, config, datagram_or_noise, dump_or_noise, mcast_groups_attr, payload_or_noise,
+    tlv, Favoured, TRUTH,
 };
 
 use super::*;
 use crate::attr::NLA_F_NESTED;
-use crate::genl::{echo_reply_string, genl_datagram, CTRL_ATTR_OPS};
+use crate::genl::{
+    dump_datagram, echo_reply_string, genl_datagram, genl_events, multipart_datagram, Dump,
+    CTRL_ATTR_OPS,
+};
 
 /// The family id and sequence number the receive paths are called with.
 const FAMILY: u16 = 0x1a;
@@ -90,8 +94,48 @@ fn receive_paths(buf: &[u8]) {
     }
 }
 
+/// The dump and notification paths: the echo-log dump, a multipart answer
+/// of the controller, the genl and raw events.
+fn dump_paths(buf: &[u8]) {
+    for done in [false, true] {
+        let mut dump = Dump::new(SEQ);
+        dump.done = done;
+        let _ = dump_datagram(FAMILY, buf, &mut dump);
+        assert!(dump.entries.iter().map(|e| e.msg.len()).sum::<usize>() <= buf.len());
+        assert!(dump.entries.len() <= buf.len() / NLMSG_HDRLEN);
+    }
+    let mut dump = Dump::new(SEQ);
+    let mut families = 0;
+    let _ = multipart_datagram(FAMILY, buf, &mut dump, |msg| {
+        families += usize::from(Family::parse(&msg.attrs).is_ok());
+        Ok(())
+    });
+    assert!(families <= buf.len() / NLMSG_HDRLEN);
+    if let Ok(events) = genl_events(FAMILY, buf) {
+        assert!(events.iter().map(|e| e.msg.len()).sum::<usize>() <= buf.len());
+    }
+    if let Ok(events) = raw_events(buf) {
+        assert!(events.iter().map(|e| e.payload.len()).sum::<usize>() <= buf.len());
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn parser_fuzz_dumps(buf in dump_or_noise(FAVOURED)) {
+        dump_paths(&buf);
+        parse_everything(&buf);
+    }
+
+    #[test]
+    fn parser_fuzz_mcast_groups(groups in mcast_groups_attr(), rest in attrs_or_noise()) {
+        let buf = [groups, rest].concat();
+        if let Ok(family) = Family::parse(&buf) {
+            assert!(family.mcast_groups.len() <= buf.len() / NLA_HDRLEN);
+            assert!(family.mcast_groups.iter().map(|g| g.name.len()).sum::<usize>() <= 3 * buf.len());
+        }
+    }
 
     #[test]
     fn parser_fuzz_datagrams(buf in datagram_or_noise(FAVOURED)) {

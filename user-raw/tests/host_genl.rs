@@ -119,3 +119,58 @@ fn names_with_a_nul_are_refused_before_sending() {
     ));
     assert_eq!(sock.last_seq(), 0, "nothing was sent");
 }
+
+/// The controller's own multicast group, "notify", from its
+/// `CTRL_ATTR_MCAST_GROUPS`: the same parsing as my_genl's "events".
+#[test]
+fn the_controllers_notify_group_resolves_and_can_be_joined() {
+    let mut sock = connect();
+    let nlctrl = sock.resolve_family("nlctrl").expect("nlctrl resolves");
+    let notify = nlctrl.mcast_group("notify").expect("nlctrl has notify");
+    assert_eq!(notify, 0x10, "GENL_ID_CTRL's group has the same number");
+    assert_eq!(nlctrl.mcast_group("events"), None);
+    let mut listener = connect();
+    listener.add_membership(notify).expect("unprivileged join");
+    listener.drop_membership(notify).expect("leave");
+}
+
+/// A real multipart answer: the controller dumps every family
+/// (`CTRL_CMD_GETFAMILY` with `NLM_F_DUMP`), with the same loop as the
+/// echo-log dump.
+#[test]
+fn the_controller_dumps_every_family_until_done() {
+    let mut sock = connect();
+    let mut dump = sock
+        .genl_dump_start(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, &[])
+        .unwrap();
+    let mut names = Vec::new();
+    let mut buf = vec![0; user_raw::RECV_BUF_LEN];
+    while !dump.done {
+        let n = sock.recv(&mut buf).expect("recv");
+        user_raw::genl::multipart_datagram(GENL_ID_CTRL, &buf[..n], &mut dump, |msg| {
+            assert_ne!(msg.nlmsg.nlmsg_flags & user_raw::NLM_F_MULTI, 0);
+            names.push(Family::parse(&msg.attrs)?.name);
+            Ok(())
+        })
+        .expect("a well-formed dump");
+    }
+    assert!(names.contains(&"nlctrl".to_string()), "{names:?}");
+    assert!(!dump.interrupted);
+}
+
+/// A buffer too small for the first datagram of a dump: MSG_TRUNC, named.
+#[test]
+fn a_dump_into_a_too_small_buffer_is_truncated() {
+    let mut sock = connect();
+    let mut dump = sock
+        .genl_dump_start(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, &[])
+        .unwrap();
+    let mut buf = vec![0; 64];
+    match sock.genl_dump_recv(GENL_ID_CTRL, &mut dump, &mut buf) {
+        Err(e @ Error::Truncated { buf_len: 64 }) => assert_eq!(
+            e.to_string(),
+            "reply truncated (MSG_TRUNC): the datagram was longer than the 64-byte receive buffer"
+        ),
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+}

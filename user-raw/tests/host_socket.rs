@@ -83,3 +83,20 @@ fn silence_is_a_timeout() {
         .to_string()
         .starts_with("no reply from the kernel within 50 ms"));
 }
+
+/// `--dump` on a raw module is a usage error (exit 2), before any socket.
+#[test]
+fn dump_of_a_raw_module_is_a_usage_error() {
+    for module in ["raw", "kthread"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_user-raw"))
+            .args(["--module", module, "--dump"])
+            .output()
+            .expect("the CLI runs");
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "user-raw: error: --dump applies to generic netlink only: the raw units keep no log\n"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
