@@ -29,21 +29,15 @@ fn text(n: usize) -> Vec<u8> {
 struct Genl {
     kmod: Kmod,
     name: &'static str,
-    /// Whether the family keeps the echo log (GET, the "events" group).
-    has_log: bool,
 }
 
 const MY_GENL: Genl = Genl {
     kmod: GENL,
     name: proto::GENL_FAMILY_NAME,
-    has_log: true,
 };
 const C_GENL: Genl = Genl {
     kmod: netlink_rosetta::C_GENL,
     name: netlink_rosetta::C_GENL_FAMILY,
-    // kmod_c_genl gets the log on another branch: then true, and the
-    // `log_tests!` below move to `for_both_families!`.
-    has_log: false,
 };
 
 /// Declares each test once per family: `my_genl::name` and `c_genl::name`.
@@ -83,6 +77,15 @@ for_both_families!(
     ack_follows_the_reply,
     replies_match_their_requests_in_a_batch,
     insmod_rmmod_twice,
+    dump_returns_the_last_echoes_oldest_first,
+    dump_larger_than_a_receive_buffer,
+    dump_into_a_too_small_buffer_is_truncated,
+    socket_closed_in_a_dump_then_the_module_unloads,
+    dump_intr_when_an_echo_comes_between_two_datagrams,
+    get_returns_one_entry,
+    get_of_a_missing_entry_is_enoent_with_extack,
+    get_without_id_is_einval_naming_the_attribute,
+    subscriber_sees_exactly_the_echoes_after_it_joined,
 );
 
 /// A generic netlink socket and the family, resolved on it.
@@ -267,20 +270,14 @@ fn family_is_visible_to_the_controller(g: Genl) {
         .iter()
         .map(|g| g.name.as_str())
         .collect();
-    if g.has_log {
-        assert_eq!(family.maxattr, u32::from(proto::GENL_ATTR_MAX));
-        assert_eq!(
-            ops,
-            [proto::GENL_CMD_ECHO, proto::GENL_CMD_GET].map(u32::from),
-            "ECHO and GET"
-        );
-        assert_eq!(groups, [proto::GENL_MCGRP_EVENTS]);
-        assert!(family.mcast_groups[0].id > 0);
-    } else {
-        assert_eq!(family.maxattr, u32::from(proto::GENL_ATTR_MSG));
-        assert_eq!(ops, [u32::from(proto::GENL_CMD_ECHO)], "ECHO only");
-        assert!(groups.is_empty());
-    }
+    assert_eq!(family.maxattr, u32::from(proto::GENL_ATTR_MAX));
+    assert_eq!(
+        ops,
+        [proto::GENL_CMD_ECHO, proto::GENL_CMD_GET].map(u32::from),
+        "ECHO and GET"
+    );
+    assert_eq!(groups, [proto::GENL_MCGRP_EVENTS]);
+    assert!(family.mcast_groups[0].id > 0);
     assert!(family.has_op(proto::GENL_CMD_ECHO));
 }
 
@@ -372,9 +369,8 @@ fn insmod_rmmod_twice(g: Genl) {
 // The echo log: GET (do and dump) and the "events" group
 // ---------------------------------------------------------------------------
 
-/// Declares each echo-log test for `my_genl` (`log::name`). kmod_c_genl
-/// gets the same log on another branch: then these move to
-/// `for_both_families!`.
+/// Declares each test of the CLI's dump and subscription for `my_genl`
+/// (`log::name`): user-raw knows no other family.
 macro_rules! log_tests {
     ($($test:ident),* $(,)?) => {
         mod log {
@@ -390,15 +386,6 @@ macro_rules! log_tests {
 }
 
 log_tests!(
-    dump_returns_the_last_echoes_oldest_first,
-    dump_larger_than_a_receive_buffer,
-    dump_into_a_too_small_buffer_is_truncated,
-    socket_closed_in_a_dump_then_the_module_unloads,
-    dump_intr_when_an_echo_comes_between_two_datagrams,
-    get_returns_one_entry,
-    get_of_a_missing_entry_is_enoent_with_extack,
-    get_without_id_is_einval_naming_the_attribute,
-    subscriber_sees_exactly_the_echoes_after_it_joined,
     cli_dump_prints_every_entry_then_done,
     cli_subscribe_prints_the_events_after_its_header,
 );

@@ -833,8 +833,7 @@ fn set_affinity(pid: libc::pid_t, cpu: Option<usize>) {
 // Group 1: a copy of each echo reply to the unit's listeners
 // ---------------------------------------------------------------------------
 
-/// The group tests, for the Rust units (the C twins get group 1 on another
-/// branch: then these move to `common_tests!`).
+/// The group tests, for every unit.
 macro_rules! group_tests {
     ($u:ident) => {
         tests_of!($u:
@@ -850,6 +849,14 @@ mod raw_group {
 
 mod kthread_group {
     group_tests!(KTHREAD_UNIT);
+}
+
+mod c_raw_group {
+    group_tests!(C_RAW_UNIT);
+}
+
+mod c_kthread_group {
+    group_tests!(C_KTHREAD_UNIT);
 }
 
 fn group_listener_sees_exactly_the_echoes_after_it_joined(u: Unit) {
@@ -891,14 +898,25 @@ fn group_listener_sees_exactly_the_echoes_after_it_joined(u: Unit) {
 fn cli_subscribe_prints_the_copies_after_its_header(u: Unit) {
     let mut sock = connect(u);
     assert_eq!(sock.echo(b"not seen").unwrap(), b"not seen");
-    let module = if u.unit == proto::RAW_UNIT {
+    // The C twins are reached with `--unit`: the module name says which
+    // twin's design the unit has.
+    let module = if u.unit == RAW_UNIT.unit || u.unit == C_RAW_UNIT.unit {
         "raw"
     } else {
         "kthread"
     };
+    let unit = u.unit.to_string();
     let listener = netlink_rosetta::Listener::start(
         &netlink_rosetta::workspace_bin("user-raw"),
-        &["--module", module, "--subscribe", "--count", "1"],
+        &[
+            "--module",
+            module,
+            "--unit",
+            &unit,
+            "--subscribe",
+            "--count",
+            "1",
+        ],
     );
     let header = format!("module {module}: netlink unit {}, group 1, portid ", u.unit);
     assert!(listener.header.starts_with(&header), "{}", listener.header);

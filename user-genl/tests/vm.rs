@@ -435,11 +435,9 @@ fn log_subscriber_sees_exactly_the_echoes_after_it_joined() {
 #[test]
 #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
 fn raw_group_listener_sees_the_copies_of_echoes_after_it_joined() {
-    // Socket mode only: the raw units broadcast with netlink_broadcast(),
-    // which leaves NETLINK_CB(skb).dst_group 0, so recvfrom()'s nl_groups
-    // is 0 and neli's router takes the copies for unicast (quirk 8). Once
-    // the kernel sets dst_group as nlmsg_multicast() does, add Router.
-    for mode in [Mode::Socket] {
+    // Router mode tells a notification from a reply by the sender address's
+    // nl_groups: the units send with nlmsg_multicast(), which sets it.
+    for mode in [Mode::Socket, Mode::Router] {
         for unit in [proto::RAW_UNIT, proto::KTHREAD_UNIT] {
             let mut client = RawClient::connect(unit, mode, TIMEOUT).unwrap();
             client.echo(b"before").unwrap();
