@@ -13,10 +13,17 @@
 //! 2. **flood** ([`flood`]): send without reading, with a small receive
 //!    buffer and with a large one (for kmod-kthread, with its thread held
 //!    off the CPU so that its queue fills); every request ends counted;
+//!    **subscribers** ([`subscribe::flood_subscribers`]): a client echoes
+//!    while listeners of the module's multicast group are attached, one
+//!    draining, two slow (small buffer, never reading; one with
+//!    `NETLINK_NO_ENOBUFS`): every notification seen or counted dropped;
 //! 3. **concurrency** ([`stress::concurrency`]): two clients of each of
 //!    the four client libraries, on their own threads, at once;
 //! 4. **lifecycle** ([`stress::lifecycle`]): unload/load cycles while
-//!    clients come and go; for kmod-kthread also unloads with a full queue;
+//!    clients come and go; **unload-subscribed**
+//!    ([`subscribe::unload_subscribed`]): rmmod with a listener attached
+//!    and, for genl, during a dump; for kmod-kthread also unloads with a
+//!    full queue;
 //! 5. **faults** ([`faults`]): the n-th allocation of a request's
 //!    `sendmsg()`, or of the module's load, fails, for n = 1, 2, ... until
 //!    it goes through: every request must end answered or with a reported
