@@ -31,10 +31,22 @@
 //! b>`, with `a` and `b` as the file names them. Ratios taken this way see the same machine state on both sides;
 //! `cargo xtask bench` takes the targets' ratios from them. An id ending in
 //! `/*` matches any payload size.
+//!
+//! Dumps and multicast (issue 16): `genl/raw/dump-1024/16` dumps kmod-genl's
+//! echo log of 1024 16-byte entries (refilled before it is measured) and
+//! counts entries, not round trips; its anchor `anchor/nlctrl/dump/20` is
+//! nlctrl's `CTRL_CMD_GETFAMILY` dump, counted in families.
+//! `<module>/raw/subscribers-N/16` is the one-at-a-time echo while N
+//! listeners of the module's group (kmod-genl's `events`, the raw units'
+//! group 1) drain it on their own threads; they exist only while their
+//! benchmark is measured, so the other benchmarks run with no listener.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use std::any::Any;
 use std::hint::black_box;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use user_raw::genl::GenlMsgHdr;
 use user_raw::{messages, Socket, NLM_F_REQUEST, RECV_BUF_LEN};
@@ -61,6 +73,23 @@ struct Case {
     bytes: usize,
     per_iter: u64,
     run: Box<dyn FnMut()>,
+    /// Run before the benchmark is measured (not timed): what it returns
+    /// stays alive while it is measured (see [`activate`]).
+    prepare: Option<Box<dyn FnMut() -> Box<dyn Any + Send>>>,
+}
+
+/// What the benchmark being measured prepared: kept until the next one is
+/// activated.
+static PREPARED: Mutex<Option<Box<dyn Any + Send>>> = Mutex::new(None);
+
+/// Readies `case` for measuring: drops what the previous one prepared
+/// (its listeners stop), then runs its own `prepare`.
+fn activate(case: &mut Case) {
+    let mut prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+    drop(prepared.take());
+    if let Some(prepare) = &mut case.prepare {
+        *prepared = Some(prepare());
+    }
 }
 
 impl Case {
@@ -103,6 +132,7 @@ fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
             mode: "single".into(),
             bytes,
             per_iter: 1,
+            prepare: None,
             run: Box::new(move || {
                 black_box(check("echo", sock.echo(&data)));
             }),
@@ -118,6 +148,7 @@ fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
             mode: format!("pipelined-{n}{suffix}"),
             bytes: 16,
             per_iter: n as u64,
+            prepare: None,
             run: Box::new(move || {
                 for _ in 0..n {
                     check("send", sock.send(proto::ECHO_MSG_TYPE, 0, &data));
@@ -136,6 +167,7 @@ fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
         mode: format!("batched-{n}{suffix}"),
         bytes: 16,
         per_iter: n as u64,
+        prepare: None,
         run: Box::new(move || {
             let requests: Vec<(u16, u16, &[u8])> = (0..n)
                 .map(|_| (proto::ECHO_MSG_TYPE, 0, &data[..]))
@@ -144,7 +176,241 @@ fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
             recv_replies(&mut sock, &mut buf, n);
         }),
     });
+    for listeners in SUBSCRIBERS {
+        let mut sock = check("connect", Socket::connect(unit));
+        let data = payload(16);
+        cases.push(Case {
+            group,
+            client: "raw",
+            mode: format!("subscribers-{listeners}"),
+            bytes: 16,
+            per_iter: 1,
+            prepare: Some(Box::new(move || {
+                Box::new(Drainers::start(unit, proto::RAW_GROUP, listeners))
+            })),
+            run: Box::new(move || {
+                black_box(check("echo", sock.echo(&data)));
+            }),
+        });
+    }
 }
+
+/// How many listeners drain the module's group in the `subscribers-N`
+/// benchmarks.
+const SUBSCRIBERS: [usize; 3] = [0, 1, 8];
+
+/// Listeners of a multicast group, each on its own thread, reading
+/// everything until dropped: they measure the broadcast, not ENOBUFS (which
+/// they count, and report on stderr).
+struct Drainers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    received: Arc<AtomicU64>,
+    overruns: Arc<AtomicU64>,
+}
+
+impl Drainers {
+    fn start(unit: i32, group: u32, n: usize) -> Drainers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let overruns = Arc::new(AtomicU64::new(0));
+        let threads = (0..n)
+            .map(|_| {
+                let fd = listener(unit, group);
+                let (stop, received, overruns) = (stop.clone(), received.clone(), overruns.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 << 10];
+                    while !stop.load(Ordering::Relaxed) {
+                        // SAFETY: `buf` is valid for writes of its length.
+                        let n = unsafe {
+                            libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+                        };
+                        if n > 0 {
+                            received.fetch_add(1, Ordering::Relaxed);
+                        } else if std::io::Error::last_os_error().raw_os_error()
+                            == Some(libc::ENOBUFS)
+                        {
+                            overruns.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Drainers {
+            stop,
+            threads,
+            received,
+            overruns,
+        }
+    }
+}
+
+impl Drop for Drainers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let overruns = self.overruns.load(Ordering::Relaxed);
+        if overruns > 0 {
+            eprintln!(
+                "WARNING: the listeners overran {overruns} times (received {} datagrams)",
+                self.received.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+fn setsockopt(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, value: libc::c_int) -> bool {
+    // SAFETY: `value` is a valid c_int and we pass its size.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// A socket of `unit` that has joined `group`, with a 4 MiB receive buffer
+/// if we may (root) and a receive timeout of 50 ms, so that its thread sees
+/// the stop flag.
+fn listener(unit: i32, group: u32) -> OwnedFd {
+    // SAFETY: plain syscall with integer arguments.
+    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, unit) };
+    assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20);
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 50_000,
+    };
+    // SAFETY: `tv` is a valid timeval and we pass its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+    // SAFETY: all-zero is a valid sockaddr_nl (nl_pid 0: the kernel assigns one).
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: `addr` is a valid sockaddr_nl of the size passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+    assert!(
+        setsockopt(
+            &fd,
+            libc::SOL_NETLINK,
+            libc::NETLINK_ADD_MEMBERSHIP,
+            group as libc::c_int
+        ),
+        "NETLINK_ADD_MEMBERSHIP {group}: {}",
+        std::io::Error::last_os_error()
+    );
+    fd
+}
+
+/// The id of kmod-genl's `events` group, from nlctrl
+/// (`CTRL_ATTR_MCAST_GROUPS`: nested groups of `CTRL_ATTR_MCAST_GRP_NAME`
+/// and `CTRL_ATTR_MCAST_GRP_ID`).
+fn events_group(sock: &mut Socket) -> u32 {
+    const CTRL_ATTR_MCAST_GROUPS: u16 = 7;
+    const CTRL_ATTR_MCAST_GRP_NAME: u16 = 1;
+    const CTRL_ATTR_MCAST_GRP_ID: u16 = 2;
+    let mut attrs = Vec::new();
+    check(
+        "attr",
+        user_raw::put_nul_string(
+            &mut attrs,
+            user_raw::genl::CTRL_ATTR_FAMILY_NAME,
+            proto::GENL_FAMILY_NAME.as_bytes(),
+        ),
+    );
+    let reply = check(
+        "GETFAMILY",
+        sock.genl_request(
+            user_raw::genl::GENL_ID_CTRL,
+            0,
+            GenlMsgHdr::new(
+                user_raw::genl::CTRL_CMD_GETFAMILY,
+                user_raw::genl::CTRL_VERSION,
+            ),
+            &attrs,
+        ),
+    );
+    let groups = check(
+        "attrs",
+        user_raw::find_attr(&reply.attrs, CTRL_ATTR_MCAST_GROUPS),
+    )
+    .expect("my_genl has multicast groups");
+    for group in groups.nested() {
+        let group = check("group", group);
+        let name = check(
+            "name",
+            user_raw::find_attr(group.value, CTRL_ATTR_MCAST_GRP_NAME),
+        );
+        if name.and_then(|n| n.nul_string().ok()) == Some(proto::GENL_MCGRP_EVENTS.as_bytes()) {
+            let id = check(
+                "id",
+                user_raw::find_attr(group.value, CTRL_ATTR_MCAST_GRP_ID),
+            );
+            return check("id", id.expect("a group id").u32());
+        }
+    }
+    panic!("my_genl has no group {}", proto::GENL_MCGRP_EVENTS)
+}
+
+/// Sends the dump request `request` and reads the dump to its
+/// `NLMSG_DONE`; returns the number of messages before it.
+fn dump(sock: &mut Socket, request: &[u8], buf: &mut [u8]) -> u64 {
+    check("send", sock.send_datagram(request));
+    let mut entries = 0;
+    loop {
+        let n = check("recv", sock.recv(buf));
+        for msg in messages(&buf[..n]) {
+            let (hdr, _) = check("dump message", msg);
+            match hdr.nlmsg_type {
+                user_raw::NLMSG_DONE => return entries,
+                user_raw::NLMSG_ERROR => panic!("the dump failed: {hdr:?}"),
+                _ => entries += 1,
+            }
+        }
+    }
+}
+
+/// A dump request (`NLM_F_DUMP`) to `family`, command `cmd`, no attributes.
+fn dump_request(family: u16, cmd: u8, version: u8) -> Vec<u8> {
+    let mut request = Vec::new();
+    check(
+        "encode",
+        user_raw::genl::encode_genl(
+            &mut request,
+            family,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            1,
+            GenlMsgHdr::new(cmd, version),
+            &[],
+        ),
+    );
+    request
+}
+
+/// `NLM_F_ROOT | NLM_F_MATCH`.
+const NLM_F_DUMP: u16 = 0x300;
 
 /// A client's one-at-a-time echo at every size: `connect` opens a fresh
 /// client and returns its echo; a module that is not loaded skips the client
@@ -168,6 +434,7 @@ where
             mode: "single".into(),
             bytes,
             per_iter: 1,
+            prepare: None,
             run: Box::new(move || echo(&data)),
         });
     }
@@ -306,6 +573,7 @@ fn genl_cases(cases: &mut Vec<Case>) {
             mode: "single".into(),
             bytes,
             per_iter: 1,
+            prepare: None,
             run: Box::new(move || {
                 black_box(check("genl echo", sock.genl_echo(family, &data)));
             }),
@@ -326,6 +594,7 @@ fn genl_cases(cases: &mut Vec<Case>) {
             mode: format!("pipelined-{n}"),
             bytes: 16,
             per_iter: n as u64,
+            prepare: None,
             run: Box::new(move || {
                 let seqs: Vec<u32> = (0..n)
                     .map(|_| check("send", sock.genl_send(family, 0, hdr, &attrs)))
@@ -336,6 +605,49 @@ fn genl_cases(cases: &mut Vec<Case>) {
             }),
         });
     }
+    let events = events_group(&mut check("connect", Socket::connect_genl()));
+    for listeners in SUBSCRIBERS {
+        let mut sock = check("connect", Socket::connect_genl());
+        let data = payload(16);
+        cases.push(Case {
+            group: "genl",
+            client: "raw",
+            mode: format!("subscribers-{listeners}"),
+            bytes: 16,
+            per_iter: 1,
+            prepare: Some(Box::new(move || {
+                Box::new(Drainers::start(libc::NETLINK_GENERIC, events, listeners))
+            })),
+            run: Box::new(move || {
+                black_box(check("genl echo", sock.genl_echo(family, &data)));
+            }),
+        });
+    }
+    // The echo log, full of 16-byte entries (the echo benchmarks leave
+    // bigger ones in it: it is refilled before each measurement).
+    let mut filler = check("connect", Socket::connect_genl());
+    let mut sock = check("connect", Socket::connect_genl());
+    let request = dump_request(family, proto::GENL_CMD_GET, proto::GENL_FAMILY_VERSION);
+    let mut buf = vec![0; RECV_BUF_LEN];
+    let entries = proto::ECHO_LOG_LEN as u64;
+    cases.push(Case {
+        group: "genl",
+        client: "raw",
+        mode: format!("dump-{entries}"),
+        bytes: 16,
+        per_iter: entries,
+        prepare: Some(Box::new(move || {
+            let data = payload(16);
+            for _ in 0..entries {
+                check("genl echo", filler.genl_echo(family, &data));
+            }
+            Box::new(())
+        })),
+        run: Box::new(move || {
+            let got = dump(&mut sock, &request, &mut buf);
+            assert_eq!(got, entries, "entries in the dump of the echo log");
+        }),
+    });
 }
 
 /// The anchors: what any round trip costs at least, and the kernel's own C
@@ -351,6 +663,7 @@ fn anchor_cases(cases: &mut Vec<Case>) {
             mode: "single".into(),
             bytes,
             per_iter: 1,
+            prepare: None,
             run: Box::new(move || {
                 send(&a, &data);
                 recv(&b, &mut buf);
@@ -367,6 +680,7 @@ fn anchor_cases(cases: &mut Vec<Case>) {
             mode: "single".into(),
             bytes,
             per_iter: 1,
+            prepare: None,
             run: Box::new(move || {
                 let _keep = &child;
                 send(&a, &data);
@@ -438,9 +752,31 @@ fn anchor_cases(cases: &mut Vec<Case>) {
         mode: "single".into(),
         bytes: request.len(),
         per_iter: 1,
+        prepare: None,
         run: Box::new(move || {
             check("send", sock.send_datagram(&request));
             black_box(check("recv", sock.recv(&mut buf)));
+        }),
+    });
+    // nlctrl's dump of every family: the kernel's own C dump.
+    let mut sock = check("connect", Socket::connect_genl());
+    let request = dump_request(
+        user_raw::genl::GENL_ID_CTRL,
+        user_raw::genl::CTRL_CMD_GETFAMILY,
+        user_raw::genl::CTRL_VERSION,
+    );
+    let mut buf = vec![0; RECV_BUF_LEN];
+    let families = dump(&mut sock, &request, &mut buf);
+    cases.push(Case {
+        group: "anchor",
+        client: "nlctrl",
+        mode: "dump".into(),
+        bytes: request.len(),
+        per_iter: families,
+        prepare: None,
+        run: Box::new(move || {
+            let got = dump(&mut sock, &request, &mut buf);
+            assert_eq!(got, families, "families in nlctrl's dump");
         }),
     });
     // A family id that does not exist: the core answers -ENOENT.
@@ -464,6 +800,7 @@ fn anchor_cases(cases: &mut Vec<Case>) {
         mode: "single".into(),
         bytes: request.len(),
         per_iter: 1,
+        prepare: None,
         run: Box::new(move || {
             check("send", sock.send_datagram(&request));
             black_box(check("recv", sock.recv(&mut buf)));
@@ -614,11 +951,13 @@ fn main() {
         let mut group = criterion.benchmark_group(group_name);
         for case in cases.iter_mut().filter(|c| c.group == group_name) {
             group.throughput(Throughput::Elements(case.per_iter));
+            activate(case);
             let id = BenchmarkId::new(format!("{}/{}", case.client, case.mode), case.bytes);
             group.bench_function(id, |b| b.iter(&mut case.run));
         }
         group.finish();
     }
+    drop(PREPARED.lock().unwrap_or_else(|e| e.into_inner()).take());
     criterion.final_summary();
 }
 
@@ -635,6 +974,7 @@ fn find_case(cases: &[Case], id: &str) -> usize {
 
 /// Runs `case` `iters` times; returns the nanoseconds per round trip.
 fn time_case(case: &mut Case, iters: u64) -> f64 {
+    activate(case);
     let start = Instant::now();
     for _ in 0..iters {
         (case.run)();
@@ -644,6 +984,7 @@ fn time_case(case: &mut Case, iters: u64) -> f64 {
 
 /// How many iterations of `case` take about `budget`, after a warm-up.
 fn calibrate(case: &mut Case, budget: Duration) -> u64 {
+    activate(case);
     let mut iters = 1;
     loop {
         let start = Instant::now();
@@ -708,6 +1049,7 @@ fn probe(spec: &str) {
         .iter_mut()
         .find(|c| c.id() == id)
         .unwrap_or_else(|| panic!("no benchmark {id}"));
+    activate(case);
     for _ in 0..count.div_ceil(case.per_iter) {
         (case.run)();
     }

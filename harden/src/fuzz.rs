@@ -20,12 +20,16 @@
 //! that differs, a missing answer or an extra one is a finding: the run
 //! stops and prints the seed and the datagram, so that it replays.
 
+use crate::mcast::Entry;
 use anyhow::{bail, Context, Result};
-use proto::{ECHO_MSG_TYPE, GENL_ATTR_MSG, GENL_CMD_ECHO, MAX_MSG_LEN, MAX_PAYLOAD};
+use proto::{
+    ECHO_LOG_LEN, ECHO_MSG_TYPE, GENL_ATTR_ID, GENL_ATTR_MAX, GENL_ATTR_MSG, GENL_ATTR_PORTID,
+    GENL_CMD_ECHO, GENL_CMD_GET, MAX_MSG_LEN, MAX_PAYLOAD,
+};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use user_raw::{
     messages, nla_align, nlmsg_align, parse_error, NlMsgHdr, Socket, NLMSG_ERROR, NLMSG_HDRLEN,
@@ -35,6 +39,7 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_ECHO: u16 = 0x8;
 const NLM_F_DUMP: u16 = 0x300; // NLM_F_ROOT | NLM_F_MATCH
+const NLM_F_MULTI: u16 = 0x2;
 const NLMSG_MIN_TYPE: u16 = 0x10;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLA_F_NET_BYTEORDER: u16 = 0x4000;
@@ -71,8 +76,77 @@ pub enum Expect {
     Error {
         request: NlMsgHdr,
         errno: i32,
-        extack: Option<&'static str>,
+        extack: Option<String>,
     },
+    /// Genl GET: an entry of the echo log, as the reply to a `do` (flags
+    /// 0) or as one message of a dump (`NLM_F_MULTI`).
+    GenlEntry {
+        family: u16,
+        seq: u32,
+        entry: Entry,
+        multi: bool,
+    },
+    /// The `NLMSG_DONE` that ends a dump, error 0.
+    Done { seq: u32 },
+}
+
+impl Expect {
+    /// Whether this answer is part of a dump: the kernel sends a dump's
+    /// first datagram from `sendmsg()` and the others from `recvmsg()`, so
+    /// the answers to the requests after it in the same datagram may come
+    /// between them. Each stream keeps its own order.
+    fn in_dump(&self) -> bool {
+        matches!(
+            self,
+            Expect::GenlEntry { multi: true, .. } | Expect::Done { .. }
+        )
+    }
+}
+
+/// kmod-genl's echo log, as the model keeps it: the last
+/// `proto::ECHO_LOG_LEN` echoes, oldest first, and the id of the next.
+#[derive(Clone, Debug)]
+pub struct EchoLog {
+    pub entries: VecDeque<Entry>,
+    pub next_id: u32,
+}
+
+impl EchoLog {
+    /// The log as a dump read it: ids are consecutive, so the next one
+    /// follows the last (1 for an empty log: nothing was ever echoed).
+    pub fn from_dump(entries: Vec<Entry>) -> EchoLog {
+        let next_id = entries.last().map_or(1, |e| e.id.wrapping_add(1));
+        EchoLog {
+            entries: entries.into(),
+            next_id,
+        }
+    }
+
+    fn push(&mut self, msg: Vec<u8>, portid: u32) {
+        self.entries.push_back(Entry {
+            id: self.next_id,
+            msg,
+            portid,
+        });
+        if self.entries.len() > ECHO_LOG_LEN {
+            self.entries.pop_front();
+        }
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+    }
+
+    fn get(&self, id: u32) -> Option<&Entry> {
+        let first = self.entries.front()?.id;
+        self.entries.get(id.checked_sub(first)? as usize)
+    }
+}
+
+/// The model with its state: for genl, the echo log (the fuzzing client
+/// must be its only writer) and the fuzzing socket's port id, which the
+/// log records.
+pub struct Model {
+    pub target: Target,
+    pub log: EchoLog,
+    pub portid: u32,
 }
 
 /// The messages of a datagram as `netlink_rcv_skb()` walks them: a message
@@ -93,17 +167,29 @@ fn walk(datagram: &[u8]) -> impl Iterator<Item = (NlMsgHdr, &[u8])> {
     })
 }
 
-/// The model: what `target` answers to one datagram, message by message
-/// in the order of [`walk`].
-pub fn expect(target: Target, datagram: &[u8]) -> Vec<Expect> {
-    let mut answers = Vec::new();
-    for (request, payload) in walk(datagram) {
-        match target {
-            Target::Raw | Target::Queued => expect_raw(&request, payload, &mut answers),
-            Target::Genl { family } => expect_genl(family, &request, payload, &mut answers),
+impl Model {
+    pub fn new(target: Target, log: EchoLog, portid: u32) -> Model {
+        Model {
+            target,
+            log,
+            portid,
         }
     }
-    answers
+
+    /// What the target answers to one datagram, message by message in the
+    /// order of [`walk`]; the echoes it makes enter the log.
+    pub fn expect(&mut self, datagram: &[u8]) -> Vec<Expect> {
+        let mut answers = Vec::new();
+        for (request, payload) in walk(datagram) {
+            match self.target {
+                Target::Raw | Target::Queued => expect_raw(&request, payload, &mut answers),
+                Target::Genl { family } => {
+                    self.expect_genl(family, &request, payload, &mut answers)
+                }
+            }
+        }
+        answers
+    }
 }
 
 /// kmod-raw and kmod-kthread: requests as `netlink_rcv_skb()` sees them
@@ -122,7 +208,7 @@ fn expect_raw(request: &NlMsgHdr, payload: &[u8], answers: &mut Vec<Expect>) {
         answers.push(Expect::Error {
             request: *request,
             errno: libc::EMSGSIZE,
-            extack: Some("payload longer than 16384 bytes"),
+            extack: Some("payload longer than 16384 bytes".into()),
         });
         return;
     }
@@ -136,65 +222,119 @@ fn expect_raw(request: &NlMsgHdr, payload: &[u8], answers: &mut Vec<Expect>) {
     }
 }
 
-/// kmod-genl, behind the generic netlink core: non-requests and control
-/// types are only acked (with `NLM_F_ACK`); unknown families ENOENT; then
-/// `genl_family_rcv_msg()`'s checks and the strict attribute validation of
-/// the ECHO policy (`MSG`: NUL-terminated string of at most 16384 bytes).
-fn expect_genl(family: u16, request: &NlMsgHdr, payload: &[u8], answers: &mut Vec<Expect>) {
-    let flags = request.nlmsg_flags;
-    let error = |errno, extack| Expect::Error {
-        request: *request,
-        errno,
-        extack,
-    };
-    if flags & NLM_F_REQUEST == 0 || request.nlmsg_type < NLMSG_MIN_TYPE {
-        if flags & NLM_F_ACK != 0 {
+impl Model {
+    /// kmod-genl, behind the generic netlink core: non-requests and control
+    /// types are only acked (with `NLM_F_ACK`); unknown families ENOENT;
+    /// then `genl_family_rcv_msg()`'s checks, the strict attribute
+    /// validation of the command's policy (ECHO: `MSG`, a NUL-terminated
+    /// string of at most 16384 bytes; GET: `ID`, a u32), and the handlers:
+    /// ECHO logs and echoes, GET returns an entry or, as a dump, the whole
+    /// log and `NLMSG_DONE`.
+    fn expect_genl(
+        &mut self,
+        family: u16,
+        request: &NlMsgHdr,
+        payload: &[u8],
+        answers: &mut Vec<Expect>,
+    ) {
+        let flags = request.nlmsg_flags;
+        let error = |errno, extack: Option<&str>| Expect::Error {
+            request: *request,
+            errno,
+            extack: extack.map(str::to_string),
+        };
+        if flags & NLM_F_REQUEST == 0 || request.nlmsg_type < NLMSG_MIN_TYPE {
+            if flags & NLM_F_ACK != 0 {
+                answers.push(Expect::Ack { request: *request });
+            }
+            return;
+        }
+        // genl_header_check(): for a family with resv_start_op 0, as ours,
+        // every command's header is checked; the two DUMP bits count as one.
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let loose_flags = flags
+            & !(if dump { NLM_F_DUMP } else { 0 })
+            & !(NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO);
+        let seq = request.nlmsg_seq;
+        let answer = if request.nlmsg_type != family {
+            error(libc::ENOENT, None)
+        } else if payload.len() < user_raw::GENL_HDRLEN {
+            error(libc::EINVAL, None)
+        } else if payload[2..4] != [0, 0] {
+            error(libc::EINVAL, Some("genlmsghdr.reserved field is not 0"))
+        } else if loose_flags != 0 {
+            error(
+                libc::EINVAL,
+                Some("ambiguous or reserved bits set in nlmsg_flags"),
+            )
+        } else {
+            let attrs = &payload[user_raw::GENL_HDRLEN..];
+            match (payload[0], dump) {
+                (GENL_CMD_ECHO, false) => match validate_attrs(attrs, GENL_ATTR_MSG) {
+                    Err((errno, text)) => error(errno, Some(text)),
+                    Ok(None) => error(libc::EINVAL, Some("missing attribute MSG")),
+                    Ok(Some(msg)) => {
+                        let msg = msg.split(|&b| b == 0).next().unwrap_or_default().to_vec();
+                        self.log.push(msg.clone(), self.portid);
+                        Expect::GenlEcho { seq, msg }
+                    }
+                },
+                (GENL_CMD_GET, false) => match validate_attrs(attrs, GENL_ATTR_ID) {
+                    Err((errno, text)) => error(errno, Some(text)),
+                    Ok(None) => error(libc::EINVAL, Some("missing attribute ID")),
+                    Ok(Some(id)) => {
+                        let id = u32::from_ne_bytes(id.try_into().expect("validated: 4 bytes"));
+                        match self.log.get(id) {
+                            Some(entry) => Expect::GenlEntry {
+                                family,
+                                seq,
+                                entry: entry.clone(),
+                                multi: false,
+                            },
+                            None => Expect::Error {
+                                request: *request,
+                                errno: libc::ENOENT,
+                                extack: Some(format!("no entry {id} in the echo log")),
+                            },
+                        }
+                    }
+                },
+                (GENL_CMD_GET, true) => match validate_attrs(attrs, GENL_ATTR_ID) {
+                    Err((errno, text)) => error(errno, Some(text)),
+                    // The dump ignores ID; it never acks (netlink_dump_start()
+                    // returns -EINTR to netlink_rcv_skb()).
+                    Ok(_) => {
+                        answers.extend(self.log.entries.iter().map(|e| Expect::GenlEntry {
+                            family,
+                            seq,
+                            entry: e.clone(),
+                            multi: true,
+                        }));
+                        answers.push(Expect::Done { seq });
+                        return;
+                    }
+                },
+                // No such command, or no dumpit for it.
+                _ => error(libc::EOPNOTSUPP, None),
+            }
+        };
+        let replied = matches!(answer, Expect::GenlEcho { .. } | Expect::GenlEntry { .. });
+        answers.push(answer);
+        if replied && flags & NLM_F_ACK != 0 {
             answers.push(Expect::Ack { request: *request });
         }
-        return;
-    }
-    // genl_header_check(): for a family with resv_start_op 0, as ours,
-    // every command's header is checked; the two DUMP bits count as one.
-    let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-    let loose_flags =
-        flags & !(if dump { NLM_F_DUMP } else { 0 }) & !(NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO);
-    let answer = if request.nlmsg_type != family {
-        error(libc::ENOENT, None)
-    } else if payload.len() < user_raw::GENL_HDRLEN {
-        error(libc::EINVAL, None)
-    } else if payload[2..4] != [0, 0] {
-        error(libc::EINVAL, Some("genlmsghdr.reserved field is not 0"))
-    } else if loose_flags != 0 {
-        error(
-            libc::EINVAL,
-            Some("ambiguous or reserved bits set in nlmsg_flags"),
-        )
-    } else if payload[0] != GENL_CMD_ECHO || dump {
-        // No such command, or no dumpit for it.
-        error(libc::EOPNOTSUPP, None)
-    } else {
-        match validate_echo_attrs(&payload[user_raw::GENL_HDRLEN..]) {
-            Err((errno, text)) => error(errno, Some(text)),
-            Ok(None) => error(libc::EINVAL, Some("missing attribute MSG")),
-            Ok(Some(msg)) => Expect::GenlEcho {
-                seq: request.nlmsg_seq,
-                msg: msg.split(|&b| b == 0).next().unwrap_or_default().to_vec(),
-            },
-        }
-    };
-    let echoed = matches!(answer, Expect::GenlEcho { .. });
-    answers.push(answer);
-    if echoed && flags & NLM_F_ACK != 0 {
-        answers.push(Expect::Ack { request: *request });
     }
 }
 
-/// `__nla_validate_parse()` with `NL_VALIDATE_STRICT` and the ECHO policy
-/// (maxattr 1, `MSG` an `NLA_NUL_STRING` of at most 16384 bytes): the last
-/// `MSG` wins, as in `nla_parse()`.
-fn validate_echo_attrs(mut rem: &[u8]) -> Result<Option<&[u8]>, (i32, &'static str)> {
+/// `__nla_validate_parse()` with `NL_VALIDATE_STRICT` and the policy of a
+/// command that takes one attribute, `wanted` (`MSG`: an `NLA_NUL_STRING`
+/// of at most 16384 bytes; `ID`: an `NLA_U32`). The family's `maxattr` is
+/// [`GENL_ATTR_MAX`]; the other attributes up to it are `NLA_UNSPEC` in the
+/// policy, "Unsupported attribute" under strict validation. The last
+/// `wanted` wins, as in `nla_parse()`.
+fn validate_attrs(mut rem: &[u8], wanted: u16) -> Result<Option<&[u8]>, (i32, &'static str)> {
     const POLICY: &str = "Attribute failed policy validation";
-    let mut msg = None;
+    let mut found = None;
     while rem.len() >= 4 {
         let nla_len = usize::from(u16::from_ne_bytes([rem[0], rem[1]]));
         let nla_type = u16::from_ne_bytes([rem[2], rem[3]]);
@@ -202,28 +342,37 @@ fn validate_echo_attrs(mut rem: &[u8]) -> Result<Option<&[u8]>, (i32, &'static s
             break;
         }
         let ty = nla_type & NLA_TYPE_MASK;
-        if ty == 0 || ty > GENL_ATTR_MSG {
+        if ty == 0 || ty > GENL_ATTR_MAX {
             return Err((libc::EINVAL, "Unknown attribute type"));
+        }
+        let value = &rem[4..nla_len];
+        if ty != wanted {
+            // NLA_UNSPEC: no length or NLA_F_NESTED check comes first.
+            return Err((libc::EINVAL, "Unsupported attribute"));
+        }
+        if wanted == GENL_ATTR_ID && value.len() != 4 {
+            return Err((libc::EINVAL, "invalid attribute length"));
         }
         if nla_type & NLA_F_NESTED != 0 {
             return Err((libc::EINVAL, "NLA_F_NESTED not expected"));
         }
-        let value = &rem[4..nla_len];
-        let minlen = value.len().min(MAX_MSG_LEN + 1);
-        if minlen == 0 || !value[..minlen].contains(&0) {
-            return Err((libc::EINVAL, POLICY));
+        if wanted == GENL_ATTR_MSG {
+            let minlen = value.len().min(MAX_MSG_LEN + 1);
+            if minlen == 0 || !value[..minlen].contains(&0) {
+                return Err((libc::EINVAL, POLICY));
+            }
+            let len = value.len() - usize::from(value[value.len() - 1] == 0);
+            if len > MAX_MSG_LEN {
+                return Err((libc::ERANGE, POLICY));
+            }
         }
-        let len = value.len() - usize::from(value[value.len() - 1] == 0);
-        if len > MAX_MSG_LEN {
-            return Err((libc::ERANGE, POLICY));
-        }
-        msg = Some(value);
+        found = Some(value);
         rem = &rem[nla_align(nla_len).min(rem.len())..];
     }
     if !rem.is_empty() {
         return Err((libc::EINVAL, "bytes leftover after parsing attributes"));
     }
-    Ok(msg)
+    Ok(found)
 }
 
 /// The seeded generator of fuzz datagrams.
@@ -233,6 +382,10 @@ pub struct Gen {
     seq: u32,
     /// Messages generated so far; also cycles the 16 flag combinations.
     pub messages: u64,
+    /// For genl: the id the next echo will get (the model's), so that GET
+    /// asks for ids around those in the log. The run sets it before each
+    /// datagram.
+    pub log_next: u32,
 }
 
 impl Gen {
@@ -242,6 +395,7 @@ impl Gen {
             target,
             seq: 0,
             messages: 0,
+            log_next: 1,
         }
     }
 
@@ -259,7 +413,18 @@ impl Gen {
             5..=7 => self.rng.random_range(2..=4),
             _ => self.rng.random_range(5..=12),
         };
-        let mut msgs: Vec<Vec<u8>> = (0..n).map(|_| self.message()).collect();
+        let mut msgs: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..n {
+            let msg = self.message();
+            // A GET dump ends the datagram: the echoes of requests after it
+            // would change the log between the dump's datagrams.
+            let dump = self.is_get_dump(&msg);
+            msgs.push(msg);
+            if dump {
+                break;
+            }
+        }
+        let n = msgs.len();
         if self.rng.random_ratio(1, 6) {
             let i = self.rng.random_range(0..n);
             self.mutate_len(&mut msgs, i);
@@ -290,6 +455,17 @@ impl Gen {
             datagram.extend_from_slice(&tail);
         }
         datagram
+    }
+
+    /// Whether `msg` is a GET dump request to our family.
+    fn is_get_dump(&self, msg: &[u8]) -> bool {
+        let Target::Genl { family } = self.target else {
+            return false;
+        };
+        let hdr = NlMsgHdr::from_bytes(msg).expect("a whole header");
+        hdr.nlmsg_type == family
+            && hdr.nlmsg_flags & NLM_F_DUMP == NLM_F_DUMP
+            && msg.get(NLMSG_HDRLEN) == Some(&GENL_CMD_GET)
     }
 
     /// Rewrites `nlmsg_len` of message `i`: below the header, past the
@@ -340,7 +516,7 @@ impl Gen {
                     8 => self.rng.random_range(5..NLMSG_MIN_TYPE),
                     _ => UNKNOWN_FAMILIES[self.rng.random_range(0..UNKNOWN_FAMILIES.len())],
                 };
-                (ty, self.genl_payload())
+                (ty, self.genl_payload(flags))
             }
         };
         self.seq = self.seq.wrapping_add(1);
@@ -390,15 +566,19 @@ impl Gen {
 
     /// A `genlmsghdr` and attributes: half of them a clean ECHO request,
     /// the others with the command, version or attributes abused.
-    fn genl_payload(&mut self) -> Vec<u8> {
+    fn genl_payload(&mut self, flags: u16) -> Vec<u8> {
         if self.rng.random_ratio(1, 30) {
             let len = self.rng.random_range(0..user_raw::GENL_HDRLEN);
             return self.bytes(len); // shorter than the genl header
         }
-        let cmd = if self.rng.random_ratio(4, 5) {
-            GENL_CMD_ECHO
-        } else {
-            self.rng.random()
+        // A dump of the full log costs about as much as 1000 echoes: one
+        // GET in ten with the dump flags stays one.
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let cmd = match self.rng.random_range(0..20) {
+            0..=12 => GENL_CMD_ECHO,
+            13..=16 if dump && !self.rng.random_ratio(1, 10) => GENL_CMD_ECHO,
+            13..=16 => GENL_CMD_GET,
+            _ => self.rng.random(),
         };
         let version = if self.rng.random_ratio(7, 10) {
             proto::GENL_FAMILY_VERSION
@@ -412,6 +592,10 @@ impl Gen {
         };
         let mut p = vec![cmd, version];
         p.extend_from_slice(&u16::to_ne_bytes(reserved));
+        if cmd == GENL_CMD_GET {
+            self.get_attrs(&mut p);
+            return p;
+        }
         if self.rng.random_bool(0.5) {
             let text = self.text();
             put_attr(&mut p, GENL_ATTR_MSG, &nul_terminated(text));
@@ -421,6 +605,85 @@ impl Gen {
             self.abused_attr(&mut p);
         }
         p
+    }
+
+    /// An id near the log's: mostly in it, some evicted, some not yet
+    /// given, 0, and any u32.
+    fn log_id(&mut self) -> u32 {
+        let next = self.log_next;
+        match self.rng.random_range(0..10) {
+            0..=5 => next.saturating_sub(self.rng.random_range(1..=ECHO_LOG_LEN as u32 + 80)),
+            6 => next.wrapping_add(self.rng.random_range(0..3)),
+            7 => 0,
+            8 => self.rng.random(),
+            _ => next.wrapping_sub(1),
+        }
+    }
+
+    /// The attributes of a GET: a clean ID most of the time, else none,
+    /// the wrong length or flags, the other attributes of the family,
+    /// unknown types, two IDs, leftovers, or the abuse ECHO gets.
+    fn get_attrs(&mut self, p: &mut Vec<u8>) {
+        match self.rng.random_range(0..20) {
+            0..=9 => {
+                let id = self.log_id();
+                put_attr(p, GENL_ATTR_ID, &id.to_ne_bytes());
+            }
+            10 => {} // no ID
+            11 => {
+                let len = [0, 1, 2, 3, 5, 8][self.rng.random_range(0..6)];
+                let value = self.bytes(len);
+                put_attr(p, GENL_ATTR_ID, &value);
+            }
+            12 => {
+                let id = self.log_id();
+                put_attr(p, GENL_ATTR_ID | NLA_F_NESTED, &id.to_ne_bytes());
+            }
+            13 => {
+                let id = self.log_id();
+                put_attr(p, GENL_ATTR_ID | NLA_F_NET_BYTEORDER, &id.to_ne_bytes());
+            }
+            14 => {
+                let text = self.text();
+                put_attr(p, GENL_ATTR_MSG, &nul_terminated(text));
+                if self.rng.random_bool(0.5) {
+                    let id = self.log_id();
+                    put_attr(p, GENL_ATTR_ID, &id.to_ne_bytes());
+                }
+            }
+            15 => {
+                let id = self.log_id();
+                put_attr(p, GENL_ATTR_ID, &id.to_ne_bytes());
+                put_attr(p, GENL_ATTR_PORTID, &self.rng.random::<u32>().to_ne_bytes());
+            }
+            16 => {
+                for _ in 0..2 {
+                    let id = self.log_id();
+                    put_attr(p, GENL_ATTR_ID, &id.to_ne_bytes());
+                }
+            }
+            17 => {
+                let ty = if self.rng.random_bool(0.3) {
+                    0
+                } else {
+                    self.rng.random_range(GENL_ATTR_MAX + 1..=NLA_TYPE_MASK)
+                };
+                let id = self.log_id();
+                put_attr(p, ty, &id.to_ne_bytes());
+            }
+            18 => {
+                let id = self.log_id();
+                put_attr(p, GENL_ATTR_ID, &id.to_ne_bytes());
+                let n = self.rng.random_range(1..=3);
+                let junk = self.bytes(n);
+                p.extend(junk);
+            }
+            _ => {
+                for _ in 0..self.rng.random_range(1..=3) {
+                    self.abused_attr(p);
+                }
+            }
+        }
     }
 
     /// A string without NULs, of a length near every boundary.
@@ -614,7 +877,50 @@ fn check_inner(expected: &Expect, hdr: &NlMsgHdr, body: &[u8], portid: u32) -> R
             request,
             errno,
             extack,
-        } => want_error(request, *errno, *extack),
+        } => want_error(request, *errno, extack.as_deref()),
+        Expect::GenlEntry {
+            family,
+            seq,
+            entry,
+            multi,
+        } => {
+            // Never NLM_F_DUMP_INTR: nothing else writes to the log.
+            let flags = if *multi { NLM_F_MULTI } else { 0 };
+            if (hdr.nlmsg_type, hdr.nlmsg_seq, hdr.nlmsg_flags) != (*family, *seq, flags) {
+                return Err(format!(
+                    "header {hdr:?}, expected entry {} of the log, seq {seq}, flags {flags:#x}",
+                    entry.id
+                ));
+            }
+            let reply = user_raw::GenlMsg::parse(*hdr, body).map_err(|e| e.to_string())?;
+            let (cmd, version) = (reply.genl.cmd, reply.genl.version);
+            if (cmd, version) != (GENL_CMD_GET, proto::GENL_FAMILY_VERSION) {
+                return Err(format!("command {cmd} version {version}, expected GET 1"));
+            }
+            let got = crate::mcast::parse_entry(&reply.attrs).map_err(|e| format!("{e:#}"))?;
+            if got != *entry {
+                return Err(format!(
+                    "entry {} ({} bytes of MSG, portid {}), expected {} ({} bytes, portid {})",
+                    got.id,
+                    got.msg.len(),
+                    got.portid,
+                    entry.id,
+                    entry.msg.len(),
+                    entry.portid
+                ));
+            }
+            Ok(())
+        }
+        Expect::Done { seq } => {
+            let done = (user_raw::NLMSG_DONE, *seq, NLM_F_MULTI);
+            if (hdr.nlmsg_type, hdr.nlmsg_seq, hdr.nlmsg_flags) != done || body != [0; 4] {
+                return Err(format!(
+                    "header {hdr:?} and {} bytes, expected NLMSG_DONE, seq {seq}, error 0",
+                    body.len()
+                ));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -630,6 +936,19 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
     let mut generator = Gen::new(plan.seed, target);
     let mut buf = vec![0u8; user_raw::RECV_BUF_LEN];
     let portid = sock.portid();
+    // For genl, the echo log as it is now (earlier tests wrote to it):
+    // from here on, the fuzzing socket is its only writer.
+    let log = match target {
+        Target::Genl { family } => {
+            let reader = crate::mcast::Listener::open(libc::NETLINK_GENERIC, None)?;
+            let (entries, _) = crate::mcast::dump_log(&reader, family)
+                .context("dumping the echo log before the fuzzing")?;
+            EchoLog::from_dump(entries)
+        }
+        _ => EchoLog::from_dump(Vec::new()),
+    };
+    let initial_log = log.entries.len();
+    let mut model = Model::new(target, log, portid);
     let (mut datagrams, mut answers) = (0u64, BTreeMap::<String, u64>::new());
     // Datagrams the answers came in: fewer than the answers when the module
     // coalesces them.
@@ -640,9 +959,10 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
     let mut sent = 0u64;
     while sent < plan.messages {
         let before = generator.messages;
+        generator.log_next = model.log.next_id;
         let datagram = generator.datagram();
         datagrams += 1;
-        let expected = expect(target, &datagram);
+        let expected;
         let fail = |what: String| {
             anyhow::anyhow!(
                 "{what}\n  seed {} datagram #{datagrams} ({} bytes): {}",
@@ -669,6 +989,8 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
             Ok(()) => {
                 sent += generator.messages - before;
                 walked += walk(&datagram).count() as u64;
+                // Only now: a refused datagram changes nothing.
+                expected = model.expect(&datagram);
             }
         }
         let mut pending: Vec<Option<&Expect>> = expected.iter().map(Some).collect();
@@ -682,12 +1004,20 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
                 let (hdr, body) =
                     msg.map_err(|e| fail(format!("the kernel sent a malformed message: {e}")))?;
                 // In order; for a queued target, the first answer still
-                // owed to the request with this seq.
+                // owed to the request with this seq; for genl, a dump's
+                // messages and the other answers each in their own order.
                 let slot = match target {
                     Target::Queued => pending
                         .iter()
                         .position(|p| p.is_some_and(|e| seq_of(e) == hdr.nlmsg_seq)),
-                    _ => pending.iter().position(Option::is_some),
+                    Target::Genl { .. } => {
+                        let dump_part = hdr.nlmsg_flags & NLM_F_MULTI != 0
+                            || hdr.nlmsg_type == user_raw::NLMSG_DONE;
+                        pending
+                            .iter()
+                            .position(|p| p.is_some_and(|e| e.in_dump() == dump_part))
+                    }
+                    Target::Raw => pending.iter().position(Option::is_some),
                 };
                 let want = slot.and_then(|i| pending[i].take()).ok_or_else(|| {
                     fail(format!(
@@ -725,6 +1055,14 @@ pub fn run(sock: &mut Socket, target: Target, plan: &Plan) -> Result<Value> {
         "datagrams_refused_as_too_long": refused,
         "answers": answers,
         "answer_datagrams": answer_datagrams,
+        "echo_log": match target {
+            Target::Genl { .. } => json!({
+                "entries_before": initial_log,
+                "entries_after": model.log.entries.len(),
+                "next_id": model.log.next_id,
+            }),
+            _ => Value::Null,
+        },
     }))
 }
 
@@ -739,6 +1077,7 @@ fn seq_of(e: &Expect) -> u32 {
     match e {
         Expect::Echo { seq, .. } | Expect::GenlEcho { seq, .. } => *seq,
         Expect::Ack { request } | Expect::Error { request, .. } => request.nlmsg_seq,
+        Expect::GenlEntry { seq, .. } | Expect::Done { seq } => *seq,
     }
 }
 
@@ -747,6 +1086,9 @@ fn kind(e: &Expect) -> String {
         Expect::Echo { .. } | Expect::GenlEcho { .. } => "echo".into(),
         Expect::Ack { .. } => "ack".into(),
         Expect::Error { errno, .. } => format!("error {}", errno_name(*errno)),
+        Expect::GenlEntry { multi: false, .. } => "get".into(),
+        Expect::GenlEntry { multi: true, .. } => "dump entry".into(),
+        Expect::Done { .. } => "dump done".into(),
     }
 }
 
@@ -756,6 +1098,14 @@ fn brief(e: &Expect) -> String {
             format!("echo type {ty:#x} seq {seq}, {} bytes", payload.len())
         }
         Expect::GenlEcho { seq, msg } => format!("genl echo seq {seq}, MSG of {} bytes", msg.len()),
+        Expect::GenlEntry {
+            seq, entry, multi, ..
+        } => format!(
+            "entry {} (MSG of {} bytes) seq {seq}{}",
+            entry.id,
+            entry.msg.len(),
+            if *multi { ", in a dump" } else { "" }
+        ),
         other => format!("{other:?}"),
     }
 }
@@ -787,6 +1137,11 @@ pub fn hex(b: &[u8], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The model with an empty log and port id 0.
+    fn expect(target: Target, datagram: &[u8]) -> Vec<Expect> {
+        Model::new(target, EchoLog::from_dump(Vec::new()), 0).expect(datagram)
+    }
 
     fn msg(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
@@ -865,6 +1220,77 @@ mod tests {
             [Expect::Ack { .. }]
         ));
         assert!(expect(g, &msg(30, 0, 1, &genl(&ok))).is_empty());
+    }
+
+    #[test]
+    fn genl_model_keeps_the_echo_log() {
+        let g = Target::Genl { family: 30 };
+        let mut model = Model::new(g, EchoLog::from_dump(Vec::new()), 77);
+        let genl = |cmd, attrs: &[u8]| {
+            let mut p = vec![cmd, 1, 0, 0];
+            p.extend_from_slice(attrs);
+            p
+        };
+        let mut echo = Vec::new();
+        put_attr(&mut echo, GENL_ATTR_MSG, b"one\0");
+        let get = |id: u32| {
+            let mut a = Vec::new();
+            put_attr(&mut a, GENL_ATTR_ID, &id.to_ne_bytes());
+            a
+        };
+        // Two echoes, then GET 2, GET 3 (not yet), a GET without ID, an
+        // ID of the wrong length and a MSG given to GET.
+        let mut d = msg(30, NLM_F_REQUEST, 1, &genl(GENL_CMD_ECHO, &echo));
+        d.extend(msg(30, NLM_F_REQUEST, 2, &genl(GENL_CMD_ECHO, &echo)));
+        d.extend(msg(
+            30,
+            NLM_F_REQUEST | NLM_F_ACK,
+            3,
+            &genl(GENL_CMD_GET, &get(2)),
+        ));
+        d.extend(msg(30, NLM_F_REQUEST, 4, &genl(GENL_CMD_GET, &get(3))));
+        d.extend(msg(30, NLM_F_REQUEST, 5, &genl(GENL_CMD_GET, &[])));
+        let mut short = Vec::new();
+        put_attr(&mut short, GENL_ATTR_ID, &[1, 0]);
+        d.extend(msg(30, NLM_F_REQUEST, 6, &genl(GENL_CMD_GET, &short)));
+        d.extend(msg(30, NLM_F_REQUEST, 7, &genl(GENL_CMD_GET, &echo)));
+        let e = model.expect(&d);
+        let errors: Vec<_> = e
+            .iter()
+            .filter_map(|x| match x {
+                Expect::Error { extack, .. } => extack.clone(),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            matches!(&e[2], Expect::GenlEntry { entry, multi: false, .. } if entry.id == 2 && entry.portid == 77)
+        );
+        assert!(matches!(&e[3], Expect::Ack { .. }));
+        assert_eq!(
+            errors,
+            [
+                "no entry 3 in the echo log",
+                "missing attribute ID",
+                "invalid attribute length",
+                "Unsupported attribute"
+            ]
+        );
+        // A dump: both entries, then NLMSG_DONE, and no ack.
+        let dump = model.expect(&msg(
+            30,
+            NLM_F_REQUEST | NLM_F_DUMP | NLM_F_ACK,
+            8,
+            &genl(GENL_CMD_GET, &[]),
+        ));
+        assert_eq!(dump.len(), 3, "{dump:?}");
+        assert!(dump.iter().all(Expect::in_dump));
+        // The log keeps the last 1024.
+        for _ in 0..ECHO_LOG_LEN {
+            model.expect(&msg(30, NLM_F_REQUEST, 9, &genl(GENL_CMD_ECHO, &echo)));
+        }
+        assert_eq!(model.log.entries.len(), ECHO_LOG_LEN);
+        assert_eq!(model.log.entries[0].id, 3);
+        assert!(model.log.get(2).is_none() && model.log.get(1026).is_some());
     }
 
     #[test]

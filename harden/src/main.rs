@@ -13,10 +13,17 @@
 //! 2. **flood** ([`flood`]): send without reading, with a small receive
 //!    buffer and with a large one (for kmod-kthread, with its thread held
 //!    off the CPU so that its queue fills); every request ends counted;
+//!    **subscribers** ([`subscribe::flood_subscribers`]): a client echoes
+//!    while listeners of the module's multicast group are attached, one
+//!    draining, two slow (small buffer, never reading; one with
+//!    `NETLINK_NO_ENOBUFS`): every notification seen or counted dropped;
 //! 3. **concurrency** ([`stress::concurrency`]): two clients of each of
 //!    the four client libraries, on their own threads, at once;
 //! 4. **lifecycle** ([`stress::lifecycle`]): unload/load cycles while
-//!    clients come and go; for kmod-kthread also unloads with a full queue;
+//!    clients come and go; **unload-subscribed**
+//!    ([`subscribe::unload_subscribed`]): rmmod with a listener attached
+//!    and, for genl, during a dump; for kmod-kthread also unloads with a
+//!    full queue;
 //! 5. **faults** ([`faults`]): the n-th allocation of a request's
 //!    `sendmsg()`, or of the module's load, fails, for n = 1, 2, ... until
 //!    it goes through: every request must end answered or with a reported
@@ -49,7 +56,9 @@ mod faults;
 mod flood;
 mod fuzz;
 mod klog;
+mod mcast;
 mod stress;
+mod subscribe;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -86,8 +95,8 @@ struct Args {
     #[arg(long)]
     fuzz_only: bool,
     /// Only these phases, comma-separated, by the report's names: fuzz,
-    /// fuzz-coalesced, flood-small-rcvbuf, flood-large-rcvbuf, concurrency,
-    /// lifecycle, unload-full-queue, faults.
+    /// fuzz-coalesced, flood-small-rcvbuf, flood-large-rcvbuf, subscribers,
+    /// concurrency, lifecycle, unload-subscribed, unload-full-queue, faults.
     #[arg(long, value_delimiter = ',')]
     phases: Vec<String>,
     /// Where to write the JSON report.
@@ -110,6 +119,8 @@ struct Sizes {
     flood_requests: u32,
     concurrent_requests: usize,
     full_queue_unloads: u32,
+    /// Echoes while listeners are subscribed.
+    subscribed_echoes: u32,
     /// Faults: loads with every n (full) or a sample (quick).
     quick: bool,
 }
@@ -136,6 +147,7 @@ fn run(args: &Args) -> Result<bool> {
         flood_requests: if args.quick { 2000 } else { 20_000 },
         concurrent_requests: if args.quick { 50 } else { 500 },
         full_queue_unloads: if args.quick { 2 } else { 10 },
+        subscribed_echoes: if args.quick { 300 } else { 3000 },
         quick: args.quick,
     };
     let known = Module::ALL
@@ -239,6 +251,7 @@ fn run(args: &Args) -> Result<bool> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", args.out.display()))?;
     print!("{}", table(&rows));
+    print!("{}", subscribers_table(&rows));
     print!("{}", faults_table(&rows));
     println!(
         "harden: {} (seed {seed:#x}); report: {}",
@@ -311,12 +324,20 @@ fn phases<'a>(module: Module, fuzz_only: bool, sizes: &'a Sizes, seed: u64) -> V
         ));
     }
     phases.push((
+        "subscribers",
+        Box::new(move || subscribe::flood_subscribers(module, sizes.subscribed_echoes)),
+    ));
+    phases.push((
         "concurrency",
         Box::new(move || stress::concurrency(module, 2, sizes.concurrent_requests)),
     ));
     phases.push((
         "lifecycle",
         Box::new(move || stress::lifecycle(module, sizes.cycles)),
+    ));
+    phases.push((
+        "unload-subscribed",
+        Box::new(move || subscribe::unload_subscribed(module)),
     ));
     if module == Module::Kthread {
         phases.push((
@@ -383,6 +404,72 @@ fn table(rows: &[Value]) -> String {
     }
     out += "floods: sent = replied + errored + overrun; cycles: unload/load cycles; \
             echoes: by 8 concurrent clients; \"-\": not run (leaks: no kmemleak)\n";
+    out
+}
+
+/// The multicast phases' table: one row per module.
+fn subscribers_table(rows: &[Value]) -> String {
+    if rows
+        .iter()
+        .all(|r| r["subscribers"].is_null() && r["unload-subscribed"].is_null())
+    {
+        return String::new();
+    }
+    let line = |c: [&str; 6]| {
+        format!(
+            "{:<8} {:>7} {:>8}  {:<18} {:<18} {}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5]
+        )
+    };
+    let mut out = String::from("\n");
+    out += &line([
+        "subscr.",
+        "echoes",
+        "reader",
+        "slow",
+        "slow, NO_ENOBUFS",
+        "rmmod with a listener / during a dump",
+    ]);
+    for r in rows {
+        let s = &r["subscribers"];
+        let slow = |k: &str| {
+            let v = &s[k];
+            if v["received"].is_null() {
+                return "-".to_string();
+            }
+            format!(
+                "{}+{} {}xENOBUFS",
+                v["received"], v["missing"], v["enobufs_reports"]
+            )
+        };
+        let u = &r["unload-subscribed"];
+        let text = |v: &Value| {
+            v.as_str()
+                .unwrap_or("-")
+                .split(' ')
+                .next()
+                .unwrap_or("-")
+                .to_string()
+        };
+        let unload = match u["dump_stalled"].as_str() {
+            Some(d) => format!(
+                "{} / {}",
+                text(&u["with_listener"]),
+                d.split(',').next().unwrap_or(d)
+            ),
+            None => text(&u["with_listener"]),
+        };
+        out += &line([
+            r["module"].as_str().unwrap_or_default(),
+            &s["echoes"].to_string().replace("null", "-"),
+            &s["reader"]["received"].to_string().replace("null", "-"),
+            &slow("slow"),
+            &slow("slow_no_enobufs"),
+            &unload,
+        ]);
+    }
+    out += "subscr.: a client echoes while listeners are subscribed; reader: notifications seen by the \
+            draining listener; slow: received+dropped by a listener that never read (4 KiB rcvbuf)\n";
     out
 }
 

@@ -139,7 +139,7 @@ pub fn rmmod_eventually(module: Module) -> Result<u32> {
 }
 
 /// `delete_module()`'s answer while the module's use count is not zero.
-fn in_use(e: &std::io::Error) -> bool {
+pub fn in_use(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::EWOULDBLOCK)
 }
 
@@ -270,7 +270,7 @@ fn set_affinity(pid: libc::pid_t, cpu: Option<usize>) -> Result<()> {
 /// `delete_module(2)`, as rmmod calls it (`O_NONBLOCK`: fail with
 /// EWOULDBLOCK rather than wait for users to go), without rmmod's own
 /// checks, process start and file reads.
-fn delete_module(name: &str) -> std::io::Result<()> {
+pub fn delete_module(name: &str) -> std::io::Result<()> {
     let name = std::ffi::CString::new(name)?;
     // SAFETY: `name` is a NUL-terminated string that outlives the call.
     if unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) } != 0 {

@@ -279,12 +279,20 @@ fn markdown(rows: &[Value], targets: &[Value]) -> String {
         let verdict = match t["met"].as_bool() {
             Some(true) => "met",
             Some(false) => "MISSED",
+            None if t["target"].is_null() && !t["median"].is_null() => "a reference",
             None => "not measured",
         };
         let f = |v: &Value| v.as_f64().map_or("–".into(), |v| format!("{v:.2}"));
+        let target = match t["target"].as_f64() {
+            Some(v) => format!(
+                "; target {} {v}",
+                if t["bound"] == "<=" { "≤" } else { "≥" }
+            ),
+            None => String::new(),
+        };
         let _ = writeln!(
             s,
-            "- {}: {} (IQR {}–{}, range {}–{}, {} rounds; target {} {}) — {verdict}",
+            "- {}: {} (IQR {}–{}, range {}–{}, {} rounds{target}) — {verdict}",
             t["what"].as_str().unwrap_or(""),
             f(&t["median"]),
             f(&t["quartiles"][0]),
@@ -292,8 +300,6 @@ fn markdown(rows: &[Value], targets: &[Value]) -> String {
             f(&t["range"][0]),
             f(&t["range"][1]),
             t["rounds"],
-            if t["bound"] == "<=" { "≤" } else { "≥" },
-            t["target"],
         );
     }
     s
@@ -306,7 +312,8 @@ struct Target {
     what: &'static str,
     a: &'static str,
     b: &'static str,
-    target: f64,
+    /// `None`: a reference ratio, measured and reported with no target.
+    target: Option<f64>,
     /// Whether the target is an upper bound (≤) rather than a lower one.
     le: bool,
 }
@@ -317,155 +324,226 @@ const TARGETS: &[Target] = &[
         what: "libnl-style / raw client on raw",
         a: "raw/libnl-style/single/16",
         b: "raw/raw/single/16",
-        target: 1.10,
+        target: Some(1.10),
         le: true,
     },
     Target {
         what: "neli / raw client on raw",
         a: "raw/neli/single/16",
         b: "raw/raw/single/16",
-        target: 1.20,
+        target: Some(1.20),
         le: true,
     },
     Target {
         what: "neli-socket / raw client on raw",
         a: "raw/neli-socket/single/16",
         b: "raw/raw/single/16",
-        target: 1.20,
+        target: Some(1.20),
         le: true,
     },
     Target {
         what: "libnl-style / raw client on kthread",
         a: "kthread/libnl-style/single/16",
         b: "kthread/raw/single/16",
-        target: 1.10,
+        target: Some(1.10),
         le: true,
     },
     Target {
         what: "neli / raw client on kthread",
         a: "kthread/neli/single/16",
         b: "kthread/raw/single/16",
-        target: 1.20,
+        target: Some(1.20),
         le: true,
     },
     Target {
         what: "neli-socket / raw client on kthread",
         a: "kthread/neli-socket/single/16",
         b: "kthread/raw/single/16",
-        target: 1.20,
+        target: Some(1.20),
         le: true,
     },
     Target {
         what: "libnl-style / raw client on genl",
         a: "genl/libnl-style/single/16",
         b: "genl/raw/single/16",
-        target: 1.10,
+        target: Some(1.10),
         le: true,
     },
     Target {
         what: "neli / raw client on genl",
         a: "genl/neli/single/16",
         b: "genl/raw/single/16",
-        target: 1.20,
+        target: Some(1.20),
         le: true,
     },
     Target {
         what: "neli-socket / raw client on genl",
         a: "genl/neli-socket/single/16",
         b: "genl/raw/single/16",
-        target: 1.20,
+        target: Some(1.20),
         le: true,
     },
     Target {
         what: "kmod-raw echo / the same module in C (c/modules; the project's bar)",
         a: "raw/raw/single/16",
         b: "anchor/c-module/single/16",
-        target: 1.10,
+        target: Some(1.10),
         le: true,
     },
     Target {
         what: "kmod-raw echo / syscall floor",
         a: "raw/raw/single/16",
         b: "anchor/unix-floor/single/16",
-        target: 1.5,
+        target: Some(1.5),
         le: true,
     },
     Target {
         what: "the same echo in C (c-module) / syscall floor: the reference for the line above",
         a: "anchor/c-module/single/16",
         b: "anchor/unix-floor/single/16",
-        target: 1.5,
+        target: Some(1.5),
         le: true,
     },
     Target {
         what: "genl echo / the same family in C (c/modules; the project's bar)",
         a: "genl/raw/single/16",
         b: "anchor/c-genl/single/16",
-        target: 1.10,
+        target: Some(1.10),
         le: true,
     },
     Target {
         what: "genl echo / nlctrl GETFAMILY",
         a: "genl/raw/single/16",
         b: "anchor/nlctrl/single/*",
-        target: 0.8,
+        target: Some(0.8),
         le: true,
     },
     Target {
         what: "the same family in C (c-genl) / nlctrl GETFAMILY: the reference for the line above",
         a: "anchor/c-genl/single/16",
         b: "anchor/nlctrl/single/*",
-        target: 0.8,
+        target: Some(0.8),
         le: true,
     },
     Target {
         what: "genl echo / unknown-family answer",
         a: "genl/raw/single/16",
         b: "anchor/genl-unknown/single/*",
-        target: 1.3,
+        target: Some(1.3),
         le: true,
     },
     Target {
         what: "the same family in C (c-genl) / unknown-family answer: the reference for the line above",
         a: "anchor/c-genl/single/16",
         b: "anchor/genl-unknown/single/*",
-        target: 1.3,
+        target: Some(1.3),
         le: true,
     },
     Target {
         what: "kmod-kthread / kmod-raw, one at a time",
         a: "kthread/raw/single/16",
         b: "raw/raw/single/16",
-        target: 2.6,
+        target: Some(2.6),
         le: true,
     },
     Target {
         what: "kmod-kthread pipelined-64 rate / its one-at-a-time rate",
         a: "kthread/raw/single/16",
         b: "kthread/raw/pipelined-64/16",
-        target: 1.5,
+        target: Some(1.5),
         le: false,
     },
     Target {
         what: "kmod-raw batched-64 rate / its one-at-a-time rate",
         a: "raw/raw/single/16",
         b: "raw/raw/batched-64/16",
-        target: 3.0,
+        target: Some(3.0),
         le: false,
     },
     Target {
         what: "kmod-raw batched-64 rate, replies coalesced (coalesce=1) / its one-at-a-time rate",
         a: "raw/raw/single/16",
         b: "raw/raw/batched-64-coalesced/16",
-        target: 3.0,
+        target: Some(3.0),
         le: false,
     },
     Target {
         what: "kmod-kthread pipelined-64 rate, replies coalesced (coalesce=1) / its one-at-a-time rate",
         a: "kthread/raw/single/16",
         b: "kthread/raw/pipelined-64-coalesced/16",
-        target: 1.5,
+        target: Some(1.5),
         le: false,
+    },
+    // Issue 16: dumps and multicast.
+    Target {
+        what: "genl GET dump of the echo log (1024 entries), per entry / nlctrl's GETFAMILY dump, per family (a reference)",
+        a: "genl/raw/dump-1024/16",
+        b: "anchor/nlctrl/dump/*",
+        target: None,
+        le: true,
+    },
+    Target {
+        what: "kmod-raw echo, no listener on group 1 (subscribers-0) / the plain echo",
+        a: "raw/raw/subscribers-0/16",
+        b: "raw/raw/single/16",
+        target: Some(1.05),
+        le: true,
+    },
+    Target {
+        what: "kmod-raw echo with 1 draining listener / the plain echo (a reference)",
+        a: "raw/raw/subscribers-1/16",
+        b: "raw/raw/single/16",
+        target: None,
+        le: true,
+    },
+    Target {
+        what: "kmod-raw echo with 8 draining listeners / the plain echo (a reference)",
+        a: "raw/raw/subscribers-8/16",
+        b: "raw/raw/single/16",
+        target: None,
+        le: true,
+    },
+    Target {
+        what: "kmod-kthread echo, no listener on group 1 (subscribers-0) / the plain echo",
+        a: "kthread/raw/subscribers-0/16",
+        b: "kthread/raw/single/16",
+        target: Some(1.05),
+        le: true,
+    },
+    Target {
+        what: "kmod-kthread echo with 1 draining listener / the plain echo (a reference)",
+        a: "kthread/raw/subscribers-1/16",
+        b: "kthread/raw/single/16",
+        target: None,
+        le: true,
+    },
+    Target {
+        what: "kmod-kthread echo with 8 draining listeners / the plain echo (a reference)",
+        a: "kthread/raw/subscribers-8/16",
+        b: "kthread/raw/single/16",
+        target: None,
+        le: true,
+    },
+    Target {
+        what: "genl echo, no listener on events (subscribers-0) / the plain echo",
+        a: "genl/raw/subscribers-0/16",
+        b: "genl/raw/single/16",
+        target: Some(1.05),
+        le: true,
+    },
+    Target {
+        what: "genl echo with 1 draining listener / the plain echo (a reference)",
+        a: "genl/raw/subscribers-1/16",
+        b: "genl/raw/single/16",
+        target: None,
+        le: true,
+    },
+    Target {
+        what: "genl echo with 8 draining listeners / the plain echo (a reference)",
+        a: "genl/raw/subscribers-8/16",
+        b: "genl/raw/single/16",
+        target: None,
+        le: true,
     },
 ];
 
@@ -513,11 +591,13 @@ fn target_results(ratios_txt: &str) -> Vec<Value> {
                     let median = quantile(&r, 0.5);
                     // A rate target: the speed-up is b's rate over a's, i.e.
                     // a's time over b's, which is what `r` holds.
-                    let met = if t.le {
-                        median <= t.target
-                    } else {
-                        median >= t.target
-                    };
+                    let met = t.target.map(|target| {
+                        if t.le {
+                            median <= target
+                        } else {
+                            median >= target
+                        }
+                    });
                     row["rounds"] = json!(r.len());
                     row["median"] = json!(median);
                     row["quartiles"] = json!([quantile(&r, 0.25), quantile(&r, 0.75)]);
