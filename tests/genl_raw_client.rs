@@ -80,6 +80,7 @@ for_both_families!(
     dump_returns_the_last_echoes_oldest_first,
     dump_larger_than_a_receive_buffer,
     dump_into_a_too_small_buffer_is_truncated,
+    enobufs_during_a_dump_is_an_overrun,
     socket_closed_in_a_dump_then_the_module_unloads,
     dump_intr_when_an_echo_comes_between_two_datagrams,
     get_returns_one_entry,
@@ -460,6 +461,38 @@ fn dump_into_a_too_small_buffer_is_truncated(g: Genl) {
         ),
         other => panic!("expected MSG_TRUNC, got {other:?}"),
     }
+}
+
+fn enobufs_during_a_dump_is_an_overrun(g: Genl) {
+    let (mut sock, family) = connect(g);
+    let events = family
+        .mcast_group(proto::GENL_MCGRP_EVENTS)
+        .expect("the events group");
+    // A socket with the smallest receive buffer, which joins the events
+    // group and does not read: a few notifications fill its buffer.
+    let default = std::fs::read_to_string("/proc/sys/net/core/rmem_default").unwrap();
+    let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap();
+    netlink_rosetta::set_receive_buffers(4096).unwrap();
+    let full = Socket::connect_genl();
+    std::fs::write("/proc/sys/net/core/rmem_max", max).unwrap();
+    std::fs::write("/proc/sys/net/core/rmem_default", default).unwrap();
+    let mut full = full.expect("NETLINK_GENERIC socket");
+    full.add_membership(events).unwrap();
+    echo_all(&mut sock, family.id, &messages_of("fill", 16, 1000));
+    // Its dump's first buffer does not fit: the core answers the request
+    // with ENOBUFS, which does not fit either, so the socket learns of the
+    // loss on its next recvmsg().
+    let mut dump = full
+        .genl_dump_start(family.id, proto::GENL_CMD_GET, &[])
+        .unwrap();
+    let mut buf = vec![0; RECV_BUF_LEN];
+    match full.genl_dump_recv(family.id, &mut dump, &mut buf) {
+        Err(e @ Error::Overrun) => assert!(e.to_string().contains("ENOBUFS"), "{e}"),
+        other => panic!("expected ENOBUFS, got {other:?}"),
+    }
+    // Nothing was broken meanwhile: a fresh socket dumps the whole log.
+    let dump = sock.genl_dump(family.id).unwrap();
+    assert!(dump.entries.len() >= 16 && !dump.interrupted);
 }
 
 /// Enough echoes of 500 characters that a dump takes several datagrams.

@@ -174,7 +174,7 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
 /// tests needs no change, and a new VM test binary must be added.
 const VM_TESTS: &[(&str, usize)] = &[
     ("tests/raw_client.rs", 89),
-    ("tests/genl_raw_client.rs", 44),
+    ("tests/genl_raw_client.rs", 46),
     ("tests/c_clients.rs", 13),
     ("user-genl/tests/vm.rs", 17),
     ("user-libnl-style/tests/vm.rs", 17),
