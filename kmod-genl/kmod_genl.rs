@@ -200,7 +200,7 @@ impl Handler for EchoLog {
             let mut msg = dump.genlmsg_put(proto::GENL_CMD_GET)?;
             put_entry(&mut msg, entry)?;
             msg.end();
-            *next = entry.id + 1;
+            *next = entry.id.wrapping_add(1);
         }
         Ok(())
     }
