@@ -47,18 +47,7 @@ fn run(program: PathBuf, args: &[&str]) -> Run {
 /// A Rust client CLI of the workspace, built next to this test binary
 /// (`target/debug/deps/..`).
 fn rust_cli(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo xtask test`",
-        path.display()
-    );
-    path
+    netlink_rosetta::workspace_bin(name)
 }
 
 /// `text` with the number after each `word ` replaced by `N`.
