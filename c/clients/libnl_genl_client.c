@@ -171,6 +171,7 @@ static const char *parse_entry(struct nl_msg *msg, int cmd, struct entry *e)
 	return NULL;
 }
 
+/* ANCHOR: dump */
 /* What the callbacks of a dump saw. */
 struct dump {
 	unsigned long entries;
@@ -276,7 +277,9 @@ static void __attribute__((noreturn)) dump_log(struct nl_sock *sk, const char *f
 	nl_socket_free(sk);
 	exit(0);
 }
+/* ANCHOR_END: dump */
 
+/* ANCHOR: subscribe */
 /* What the callback of a subscriber saw. */
 struct events {
 	unsigned long seen;
@@ -335,6 +338,7 @@ static void __attribute__((noreturn)) subscribe(struct nl_sock *sk, const char *
 	nl_socket_free(sk);
 	exit(0);
 }
+/* ANCHOR_END: subscribe */
 
 int main(int argc, char **argv)
 {

@@ -88,6 +88,7 @@ static void __attribute__((noreturn)) kernel_error(const struct nlmsghdr *nlh, u
 	     (int)msg_len, msg ? msg : "");
 }
 
+/* ANCHOR: subscribe */
 /*
  * --subscribe: joins RAW_GROUP and prints the copies of the echoes until
  * count came (0: forever).
@@ -146,6 +147,7 @@ static void __attribute__((noreturn)) subscribe(int fd, const struct raw_args *a
 	close(fd);
 	exit(0);
 }
+/* ANCHOR_END: subscribe */
 
 int main(int argc, char **argv)
 {
