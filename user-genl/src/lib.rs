@@ -622,16 +622,14 @@ impl<P> From<Error> for RequestError<P> {
 }
 
 impl SocketConn {
-    /// [`Mode::Socket`]: build the message with seq `self.seq`, serialise
-    /// and `send` it, then `recv` datagrams until the reply with our seq
-    /// (and the ack, if asked for) arrived.
-    fn request<P, R>(
+    /// Builds the message with seq `self.seq` (`NLM_F_REQUEST` added to
+    /// `flags`), serialises and `send`s it; returns the seq.
+    pub(crate) fn send_request<P>(
         &mut self,
         nl_type: u16,
         flags: NlmF,
         payload: P,
-        extract: fn(&P) -> Result<R, Error>,
-    ) -> Result<R, RequestError<P>>
+    ) -> Result<u32, RequestError<P>>
     where
         P: Size + ToBytes + FromBytesWithInput<Input = usize> + Debug,
     {
@@ -647,6 +645,23 @@ impl SocketConn {
         self.sock
             .send(self.send_buf.get_ref(), Msg::empty())
             .map_err(|e| RequestError::Socket(e.into()))?;
+        Ok(seq)
+    }
+
+    /// [`Mode::Socket`]: build the message with seq `self.seq`, serialise
+    /// and `send` it, then `recv` datagrams until the reply with our seq
+    /// (and the ack, if asked for) arrived.
+    fn request<P, R>(
+        &mut self,
+        nl_type: u16,
+        flags: NlmF,
+        payload: P,
+        extract: fn(&P) -> Result<R, Error>,
+    ) -> Result<R, RequestError<P>>
+    where
+        P: Size + ToBytes + FromBytesWithInput<Input = usize> + Debug,
+    {
+        let seq = self.send_request(nl_type, flags, payload)?;
 
         let want_ack = flags.contains(NlmF::ACK);
         let (mut reply, mut acked) = (None, false);

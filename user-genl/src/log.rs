@@ -33,14 +33,14 @@ use neli::consts::genl::{CtrlAttr, CtrlAttrMcastGrp, Index};
 use neli::consts::nl::{GenlId, NlmF, Nlmsg};
 use neli::consts::socket::Msg;
 use neli::genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, NlattrBuilder, NoUserHeader};
-use neli::nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder};
+use neli::nl::{NlPayload, Nlmsghdr};
 use neli::router::synchronous::{NlRouter, NlRouterReceiverHandle};
 use neli::types::{Buffer, GenlBuffer};
 use neli::utils::Groups;
 use neli::FromBytesWithInput;
 
 use crate::{
-    getfamily_request, kernel_error, neli_error, neli_parse, next_message, router_error, serialise,
+    getfamily_request, kernel_error, neli_error, neli_parse, next_message, router_error,
     set_recv_timeout, until_nul, Conn, CtrlMsg, Error, GenlClient, MyGenlAttr, MyGenlCmd,
     MyGenlMsg, RawClient, RequestError, SocketConn, Transport,
 };
@@ -196,18 +196,7 @@ impl SocketConn {
         request: MyGenlMsg,
         each: &mut dyn FnMut(&Entry),
     ) -> Result<LogDump, RequestError<MyGenlMsg>> {
-        let seq = self.seq;
-        let request = NlmsghdrBuilder::default()
-            .nl_type(family_id)
-            .nl_flags(NlmF::DUMP | NlmF::REQUEST)
-            .nl_seq(seq)
-            .nl_payload(NlPayload::Payload(request))
-            .build()
-            .map_err(neli_error)?;
-        serialise(&request, &mut self.send_buf).map_err(|e| RequestError::Socket(e.into()))?;
-        self.sock
-            .send(self.send_buf.get_ref(), Msg::empty())
-            .map_err(|e| RequestError::Socket(e.into()))?;
+        let seq = self.send_request(family_id, NlmF::DUMP, request)?;
         let mut dump = LogDump {
             seq,
             entries: Vec::new(),
