@@ -40,6 +40,10 @@
 //! listeners of the module's group (kmod-genl's `events`, the raw units'
 //! group 1) drain it on their own threads; they exist only while their
 //! benchmark is measured, so the other benchmarks run with no listener.
+//!
+//! Namespaces (issue 17): `<module>/raw/netns/16` is the one-at-a-time echo
+//! from a socket opened in a fresh network namespace, which the module
+//! serves with a kernel socket (or echo log) of its own.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use std::any::Any;
@@ -193,6 +197,22 @@ fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
             }),
         });
     }
+    // The plain echo from inside a fresh network namespace, through the
+    // unit's kernel socket there.
+    let ns = check("a network namespace", netlink_rosetta::Netns::new());
+    let mut sock = ns.run(|| check("connect in the namespace", Socket::connect(unit)));
+    let data = payload(16);
+    cases.push(Case {
+        group,
+        client: "raw",
+        mode: "netns".into(),
+        bytes: 16,
+        per_iter: 1,
+        prepare: None,
+        run: Box::new(move || {
+            black_box(check("echo", sock.echo(&data)));
+        }),
+    });
 }
 
 /// How many listeners drain the module's group in the `subscribers-N`
@@ -623,6 +643,22 @@ fn genl_cases(cases: &mut Vec<Case>) {
             }),
         });
     }
+    // The plain echo from inside a fresh network namespace, with that
+    // namespace's echo log.
+    let ns = check("a network namespace", netlink_rosetta::Netns::new());
+    let mut sock = ns.run(|| check("connect in the namespace", Socket::connect_genl()));
+    let data = payload(16);
+    cases.push(Case {
+        group: "genl",
+        client: "raw",
+        mode: "netns".into(),
+        bytes: 16,
+        per_iter: 1,
+        prepare: None,
+        run: Box::new(move || {
+            black_box(check("genl echo", sock.genl_echo(family, &data)));
+        }),
+    });
     // The echo log, full of 16-byte entries (the echo benchmarks leave
     // bigger ones in it: it is refilled before each measurement).
     let mut filler = check("connect", Socket::connect_genl());

@@ -23,6 +23,12 @@
 //! The EVENT notification (ID, MSG, PORTID) is built only when somebody
 //! listens.
 //!
+//! The family serves every network namespace (`netnsok`), and each
+//! namespace has its own echo log ([`Logs`], created when the namespace
+//! appears, dropped when it goes): a dump shows the namespace's own
+//! echoes, and an EVENT reaches the listeners of the namespace it happened
+//! in only.
+//!
 //! Run it (the VM boots the project's kernel, inserts the module, runs the
 //! command, removes the module):
 //!
@@ -41,6 +47,7 @@
 //! and the kernel log shows `kmod_genl: registered generic netlink family my_genl`.
 
 use kernel::c_str;
+use kernel::net::namespace::{Namespace, Operations, Registration as Pernet, Subsys};
 use kernel::net::netlink::{
     nla_total_size, Command, Dump, Family, Handler, Info, MulticastGroup, NetlinkSkBuff, Ops,
     Policy, PutAttr, Registration, GENL_HDRLEN,
@@ -49,6 +56,7 @@ use kernel::net::raw_netlink::NLMSG_HDRLEN;
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::{new_mutex, Arc, Mutex};
+use core::pin::Pin;
 
 /// The wire contract, shared with the clients (`proto/src/wire.rs`).
 #[path = "../proto/src/wire.rs"]
@@ -106,7 +114,7 @@ const PORTID: i32 = proto::GENL_ATTR_PORTID as i32;
 // ANCHOR_END: family
 
 struct KmodGenl {
-    _registration: Registration<EchoLog>,
+    _registration: Registration<EchoLogs>,
 }
 
 // ANCHOR: log
@@ -164,15 +172,40 @@ fn put_entry(msg: &mut impl PutAttr, entry: &Entry) -> Result {
 }
 // ANCHOR_END: log
 
+// ANCHOR: pernet
+/// The echo logs: one in every network namespace.
+struct Logs;
+
+static LOGS: Subsys<Logs> = Subsys::new();
+
+impl Operations for Logs {
+    type State = Pin<KBox<Mutex<Log>>>;
+
+    fn subsys() -> &'static Subsys<Logs> {
+        &LOGS
+    }
+
+    fn init(&self, _net: &Namespace) -> Result<Self::State> {
+        KBox::pin_init(new_mutex!(Log { entries: KVec::new(), next_id: 1 }), GFP_KERNEL)
+    }
+}
+// ANCHOR_END: pernet
+
 // ANCHOR: receive
-/// The command handler: the echo log.
-#[pin_data]
-struct EchoLog {
-    #[pin]
-    log: Mutex<Log>,
+/// The command handler: the echo logs.
+struct EchoLogs {
+    logs: Pernet<Logs>,
 }
 
-impl Handler for EchoLog {
+impl EchoLogs {
+    /// The echo log of namespace `net`. Every namespace that can send has
+    /// one: the logs are registered before the family.
+    fn log<'a>(&'a self, net: &'a Namespace) -> Result<&'a Mutex<Log>> {
+        self.logs.state(net).map(|log| &**log).ok_or(EAGAIN)
+    }
+}
+
+impl Handler for EchoLogs {
     /// A dump's cursor: the id of the next entry to send.
     type Cursor = u32;
 
@@ -192,7 +225,7 @@ impl Handler for EchoLog {
     }
 
     fn dumpit(&self, next: &mut u32, dump: &mut Dump<'_>) -> Result {
-        let log = self.log.lock();
+        let log = self.log(dump.net())?.lock();
         // Messages built after the log changed are flagged NLM_F_DUMP_INTR.
         dump.set_generation(log.next_id);
         for entry in log.since(*next) {
@@ -209,7 +242,7 @@ impl Handler for EchoLog {
 // ANCHOR_END: receive
 
 // ANCHOR: reply
-impl EchoLog {
+impl EchoLogs {
     /// Replies to `request` with its own MSG, logs the echo and announces it.
     fn echo(&self, request: &Info<'_>) -> Result {
         let msg = request
@@ -219,12 +252,13 @@ impl EchoLog {
         let mut reply = NetlinkSkBuff::new(size, GFP_KERNEL)?
             .genlmsg_put_reply(request, proto::GENL_CMD_ECHO)?;
         reply.put_string(MSG, msg)?;
+        let net = request.net();
         let id = self
-            .log
+            .log(net)?
             .lock()
             .push(CString::try_from(msg)?, request.snd_portid())?;
         let sent = reply.reply(request);
-        notify(id, msg, request.snd_portid());
+        notify(net, id, msg, request.snd_portid());
         sent
     }
 
@@ -234,7 +268,7 @@ impl EchoLog {
     fn get(&self, request: &Info<'_>) -> Result {
         let attr = request.required_attr(proto::GENL_ATTR_ID, c_str!("missing attribute ID"))?;
         let id = attr.u32()?;
-        let log = self.log.lock();
+        let log = self.log(request.net())?.lock();
         let Some(entry) = log.get(id) else {
             request.set_bad_attr(&attr);
             request.set_err_msg_fmt(kernel::fmt!("no entry {} in the echo log", id));
@@ -251,9 +285,10 @@ impl EchoLog {
 }
 
 // ANCHOR: notify
-/// Announces echo `id` to the `events` group, if anybody listens.
-fn notify(id: u32, msg: &CStr, portid: u32) {
-    if !FAMILY.has_listeners(EVENTS) {
+/// Announces echo `id` to the `events` group of namespace `net`, if
+/// anybody listens there.
+fn notify(net: &Namespace, id: u32, msg: &CStr, portid: u32) {
+    if !FAMILY.has_listeners_netns(net, EVENTS) {
         return;
     }
     let send = |size| -> Result {
@@ -266,7 +301,7 @@ fn notify(id: u32, msg: &CStr, portid: u32) {
         event.put_u32(ID, id)?;
         event.put_string(MSG, msg)?;
         event.put_u32(PORTID, portid)?;
-        event.multicast(&FAMILY, 0, EVENTS, GFP_KERNEL)
+        event.multicast_netns(&FAMILY, net, 0, EVENTS, GFP_KERNEL)
     };
     match send(2 * nla_total_size(4) + nla_total_size(msg.len_with_nul())) {
         // ESRCH: the listeners left meanwhile. A listener whose buffer is
@@ -274,7 +309,7 @@ fn notify(id: u32, msg: &CStr, portid: u32) {
         Ok(()) | Err(ESRCH) => {}
         // The notification could not be built: the listeners learn that
         // they missed one.
-        Err(_) => FAMILY.set_err(0, EVENTS, ENOBUFS),
+        Err(_) => FAMILY.set_err(net, 0, EVENTS, ENOBUFS),
     }
 }
 // ANCHOR_END: notify
@@ -282,13 +317,10 @@ fn notify(id: u32, msg: &CStr, portid: u32) {
 // ANCHOR: create
 impl kernel::Module for KmodGenl {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let log = Arc::pin_init(
-            pin_init!(EchoLog {
-                log <- new_mutex!(Log { entries: KVec::new(), next_id: 1 }),
-            }),
-            GFP_KERNEL,
-        )?;
-        let registration = FAMILY.register_with(&OPS, log)?;
+        // A log in every namespace there is, then in every new one; then
+        // the family, whose requests find them.
+        let logs = Arc::new(EchoLogs { logs: LOGS.register(Logs)? }, GFP_KERNEL)?;
+        let registration = FAMILY.register_with(&OPS, logs)?;
         pr_info!(
             "registered generic netlink family {}\n",
             proto::GENL_FAMILY_NAME

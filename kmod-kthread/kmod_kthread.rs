@@ -26,6 +26,13 @@
 //! After each echo, the thread sends a copy of it to the unit's multicast
 //! group 1 (`proto::RAW_GROUP`), if anybody listens, as kmod-raw does.
 //!
+//! The unit is served in every network namespace, with a kernel socket of
+//! its own in each ([`Sockets`]); one thread and one queue serve them all.
+//! A queued request holds its namespace ([`MessageCopy::net`]): the thread
+//! answers it through that namespace's socket, and a namespace whose last
+//! process went away while its requests wait stays until they are answered
+//! (to nobody) and dropped.
+//!
 //! The unit, the queue's capacity and the coalescing are module parameters:
 //! `insmod kmod_kthread.ko unit=24 capacity=16 coalesce=1`.
 //!
@@ -47,7 +54,8 @@ use kernel::c_str;
 use kernel::kthread::{Context, Run, Thread};
 use kernel::net::netlink::NetlinkSkBuff;
 use kernel::net::raw_netlink::{
-    Config, Input, Message, MessageCopy, Received, RecvSkBuff, Replies, Socket, SocketRef,
+    Config, Input, Message, MessageCopy, PernetInput, Received, RecvSkBuff, Replies, SocketRef,
+    Sockets, SocketsRegistration,
 };
 use kernel::prelude::*;
 use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, Mutex};
@@ -84,7 +92,7 @@ static_assert!(proto::KTHREAD_UNIT == 25);
 struct KmodKthread {
     unit: i32,
     // Dropping the thread stops it first (`kthread_stop()` returns once it
-    // has exited), then drops its `Worker`: the socket is released (input
+    // has exited), then drops its `Worker`: the sockets are released (input
     // in flight meanwhile finds the queue stopping and gets EAGAIN), then
     // the queue with whatever is still in it.
     _thread: Thread<Worker>,
@@ -108,7 +116,13 @@ struct State {
 }
 
 // ANCHOR: receive
-impl Input for Queue {
+/// The input handler of every namespace's socket: they share the queue.
+#[derive(Clone)]
+struct Requests {
+    queue: Arc<Queue>,
+}
+
+impl Input for Requests {
     fn input(&self, skb: &RecvSkBuff) {
         for request in skb.messages() {
             if !proto::raw_echoes(request.ty(), request.flags()) {
@@ -118,7 +132,7 @@ impl Input for Queue {
                 continue;
             }
             // The thread answers queued requests, acks included.
-            if let Err(e) = self.push(&request) {
+            if let Err(e) = self.queue.push(&request) {
                 request.ack(Err(e), reason(e));
             }
         }
@@ -178,33 +192,42 @@ impl Queue {
 // ANCHOR_END: queue
 
 // ANCHOR: thread
-/// What the thread owns: the socket it replies through, and the queue.
+/// What the thread owns: the sockets it replies through, and through
+/// them the queue.
 struct Worker {
-    socket: Socket<Arc<Queue>>,
-    queue: Arc<Queue>,
+    sockets: SocketsRegistration<Requests>,
     coalesce: bool,
 }
 
 impl Run for Worker {
     fn run(&self, _thread: &Context<'_>) {
-        while let Some(requests) = self.queue.pop_all() {
-            let mut replies = Replies::new(&self.socket, self.coalesce, GFP_KERNEL);
-            for request in requests.iter() {
-                match answer(&mut replies, request) {
-                    Ok(()) => broadcast(&self.socket, request),
-                    // If even the error cannot be sent, the client's socket
-                    // is full and netlink reports ENOBUFS to it, or memory
-                    // ran out.
-                    Err(e) => drop(replies.put_ack(request, Err(e))),
+        let queue = &self.sockets.data().queue;
+        while let Some(requests) = queue.pop_all() {
+            // The requests of one namespace go through its socket, which is
+            // there: each request holds its namespace.
+            for batch in requests.chunk_by(|a, b| a.net() == b.net()) {
+                let first = batch.first().map(MessageCopy::net);
+                let Some(socket) = first.and_then(|net| self.sockets.socket(net)) else {
+                    continue;
+                };
+                let mut replies = Replies::new(socket, self.coalesce, GFP_KERNEL);
+                for request in batch {
+                    match answer(&mut replies, request) {
+                        Ok(()) => broadcast(socket, request),
+                        // If even the error cannot be sent, the client's
+                        // socket is full and netlink reports ENOBUFS to it,
+                        // or memory ran out.
+                        Err(e) => drop(replies.put_ack(request, Err(e))),
+                    }
                 }
+                // A lost datagram is reported to its receiver (ENOBUFS).
+                let _ = replies.flush();
             }
-            // A lost datagram is reported to its receiver (ENOBUFS).
-            let _ = replies.flush();
         }
     }
 
     fn request_stop(&self) {
-        self.queue.stop();
+        self.sockets.data().queue.stop();
     }
 }
 // ANCHOR_END: thread
@@ -259,6 +282,17 @@ fn broadcast(socket: &SocketRef, request: &impl Received) {
 }
 // ANCHOR_END: broadcast
 
+// ANCHOR: pernet
+/// The unit's kernel sockets, one per network namespace.
+static SOCKETS: Sockets<Requests> = Sockets::new();
+
+impl PernetInput for Requests {
+    fn sockets() -> &'static Sockets<Requests> {
+        &SOCKETS
+    }
+}
+// ANCHOR_END: pernet
+
 // ANCHOR: create
 impl kernel::Module for KmodKthread {
     fn init(module: &'static ThisModule) -> Result<Self> {
@@ -275,24 +309,21 @@ impl kernel::Module for KmodKthread {
             GFP_KERNEL,
         )?;
         let thread = Thread::create(c_str!("kmod_kthread"), GFP_KERNEL)?;
-        // Last, as nothing may fail once userspace can reach the unit.
+        // Last, as nothing may fail once userspace can reach the unit: a
+        // socket in every namespace there is, then in every new one.
         let config = Config {
             unit,
             groups: proto::RAW_GROUP,
             nonroot_recv: true,
         };
-        let socket = Socket::new(&config, module, queue.clone()).inspect_err(|e| {
+        let sockets = SOCKETS.register(&config, module, Requests { queue }).inspect_err(|e| {
             pr_err!(
                 "cannot serve netlink unit {}: error {}\n",
                 unit,
                 e.to_errno()
             )
         })?;
-        let thread = thread.start(Worker {
-            socket,
-            queue,
-            coalesce,
-        });
+        let thread = thread.start(Worker { sockets, coalesce });
         pr_info!(
             "echo on netlink unit {}, queue of {}, coalesce={}\n",
             unit,

@@ -26,6 +26,11 @@
 //! sequence number, flags 0, and the requester's port id in `nlmsg_pid`.
 //! Unprivileged sockets may listen (`NL_CFG_F_NONROOT_RECV`).
 //!
+//! The unit is served in every network namespace, with a kernel socket of
+//! its own in each ([`Sockets`]), created when the namespace appears and
+//! released when it goes: a client reaches the socket of its namespace, and
+//! replies and group copies never leave it.
+//!
 //! The unit and the coalescing are module parameters:
 //! `insmod kmod_raw.ko unit=30 coalesce=1`.
 //!
@@ -45,7 +50,8 @@
 use kernel::c_str;
 use kernel::net::netlink::NetlinkSkBuff;
 use kernel::net::raw_netlink::{
-    Config, Input, Message, Received, RecvSkBuff, Replies, Socket, SocketRef,
+    Config, Input, Message, PernetInput, Received, RecvSkBuff, Replies, SocketRef, Sockets,
+    SocketsRegistration,
 };
 use kernel::prelude::*;
 
@@ -74,12 +80,13 @@ module! {
 static_assert!(proto::RAW_UNIT == 31);
 
 struct KmodRaw {
-    _socket: Socket<Echo>,
+    _sockets: SocketsRegistration<Echo>,
     unit: i32,
 }
 
 // ANCHOR: receive
-/// The input handler.
+/// The input handler of every namespace's socket.
+#[derive(Clone)]
 struct Echo {
     coalesce: bool,
 }
@@ -157,6 +164,17 @@ fn broadcast(socket: &SocketRef, request: &impl Received) {
 }
 // ANCHOR_END: broadcast
 
+// ANCHOR: pernet
+/// The unit's kernel sockets, one per network namespace.
+static SOCKETS: Sockets<Echo> = Sockets::new();
+
+impl PernetInput for Echo {
+    fn sockets() -> &'static Sockets<Echo> {
+        &SOCKETS
+    }
+}
+// ANCHOR_END: pernet
+
 // ANCHOR: create
 impl kernel::Module for KmodRaw {
     fn init(module: &'static ThisModule) -> Result<Self> {
@@ -167,8 +185,9 @@ impl kernel::Module for KmodRaw {
             groups: proto::RAW_GROUP,
             nonroot_recv: true,
         };
-        // Last, as nothing may fail once userspace can reach the unit.
-        let socket = Socket::new(&config, module, Echo { coalesce }).inspect_err(|e| {
+        // Last, as nothing may fail once userspace can reach the unit: a
+        // socket in every namespace there is, then in every new one.
+        let sockets = SOCKETS.register(&config, module, Echo { coalesce }).inspect_err(|e| {
             pr_err!(
                 "cannot serve netlink unit {}: error {}\n",
                 unit,
@@ -181,7 +200,7 @@ impl kernel::Module for KmodRaw {
             u32::from(coalesce)
         );
         Ok(Self {
-            _socket: socket,
+            _sockets: sockets,
             unit,
         })
     }
@@ -191,7 +210,7 @@ impl kernel::Module for KmodRaw {
 // ANCHOR: teardown
 impl Drop for KmodRaw {
     fn drop(&mut self) {
-        // The socket is released right after this, when the field drops.
+        // The sockets are released right after this, when the field drops.
         pr_info!("releasing netlink unit {}\n", self.unit);
     }
 }

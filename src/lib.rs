@@ -363,6 +363,193 @@ impl Drop for Listener {
     }
 }
 
+/// A network namespace made for a test: `unshare(CLONE_NEWNET)` on a thread
+/// of its own, kept by a file descriptor of it (`/proc/thread-self/ns/net`).
+/// It lives as long as this, or a socket opened in it, does; then the
+/// kernel dismantles it (asynchronously, on a workqueue).
+pub struct Netns {
+    fd: std::fs::File,
+}
+
+impl Netns {
+    /// A new network namespace (root only: `CAP_SYS_ADMIN`).
+    pub fn new() -> Result<Netns, String> {
+        std::thread::spawn(|| {
+            // SAFETY: plain syscall; it moves this thread only, which ends
+            // right after.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(format!(
+                    "unshare(CLONE_NEWNET): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            std::fs::File::open("/proc/thread-self/ns/net")
+                .map(|fd| Netns { fd })
+                .map_err(|e| format!("cannot open /proc/thread-self/ns/net: {e}"))
+        })
+        .join()
+        .expect("the unshare thread does not panic")
+    }
+
+    /// The namespace the test process runs in: the initial one, in the VM.
+    pub fn current() -> Netns {
+        let fd = std::fs::File::open("/proc/self/ns/net").expect("/proc/self/ns/net");
+        Netns { fd }
+    }
+
+    /// Runs `f` on a thread inside the namespace: the sockets it opens
+    /// belong to the namespace wherever they are used afterwards.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        std::thread::scope(|scope| {
+            let thread = scope.spawn(|| {
+                self.enter().unwrap_or_else(|e| panic!("{e}"));
+                f()
+            });
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// `program` as a command that runs inside the namespace (it enters
+    /// it between `fork()` and `exec()`): a client CLI, unchanged.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = self.fd.as_raw_fd();
+        let mut cmd = Command::new(program);
+        // SAFETY: `setns()` is a plain system call, safe between `fork()`
+        // and `exec()`; `fd` stays open in the child until `exec()`.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            })
+        };
+        cmd
+    }
+
+    /// The namespace's inode number, which tells namespaces apart (as
+    /// `readlink /proc/self/ns/net` shows it: `net:[4026531840]`).
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        self.fd.metadata().expect("fstat of a namespace").ino()
+    }
+
+    /// Moves the calling thread into the namespace (`setns()`).
+    fn enter(&self) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain syscall on a namespace descriptor we own; it moves
+        // the calling thread only.
+        if unsafe { libc::setns(self.fd.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "setns(CLONE_NEWNET): {}",
+                std::io::Error::last_os_error()
+            ))
+        }
+    }
+}
+
+/// Waits (at most `timeout`) until every network namespace but the
+/// initial one has been freed, and fails if one is left: a reference that
+/// somebody (a module) never dropped keeps its namespace forever.
+///
+/// The kernel counts the namespaces of each user (`ucounts`), and refuses a
+/// new one past `/proc/sys/user/max_net_namespaces` with `ENOSPC`: with the
+/// limit at 1, creating one succeeds exactly when no other is left. (That
+/// probe namespace is then freed in turn.) Root only; the limit is restored.
+pub fn no_namespace_left(timeout: std::time::Duration) -> Result<(), String> {
+    const LIMIT: &str = "/proc/sys/user/max_net_namespaces";
+    let saved = std::fs::read_to_string(LIMIT).map_err(|e| format!("cannot read {LIMIT}: {e}"))?;
+    std::fs::write(LIMIT, "1").map_err(|e| format!("cannot write {LIMIT}: {e}"))?;
+    let start = std::time::Instant::now();
+    let result = loop {
+        match Netns::new() {
+            Ok(_probe) => break Ok(()),
+            Err(e) if !e.contains("No space left") => break Err(e),
+            Err(_) if start.elapsed() > timeout => {
+                break Err(format!(
+                    "a network namespace is still there {:.1} s after its last user went: a reference was leaked",
+                    timeout.as_secs_f64()
+                ))
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    std::fs::write(LIMIT, saved.trim()).map_err(|e| format!("cannot restore {LIMIT}: {e}"))?;
+    result
+}
+
+/// Keeps a kthread module's thread off the CPU while it lives: the thread
+/// and the caller are pinned to CPU 0, and the caller runs `SCHED_FIFO`, so
+/// the kernel thread (`SCHED_OTHER`) runs only when the caller sleeps.
+pub struct HoldOff {
+    kthread: libc::pid_t,
+}
+
+impl HoldOff {
+    /// The thread of `kmod`, which bears the module's name.
+    pub fn thread_of(kmod: Kmod) -> HoldOff {
+        let name = kmod.name();
+        let kthread = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+            })
+            .unwrap_or_else(|| panic!("the {name} thread runs"));
+        set_affinity(kthread, Some(0));
+        set_affinity(0, Some(0));
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: plain syscall; `param` is a valid sched_param.
+        let ret = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        assert_eq!(
+            ret,
+            0,
+            "sched_setscheduler: {}",
+            std::io::Error::last_os_error()
+        );
+        HoldOff { kthread }
+    }
+}
+
+impl Drop for HoldOff {
+    fn drop(&mut self) {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscall; `param` is a valid sched_param.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+        set_affinity(0, None);
+        // The thread is gone if the module was unloaded meanwhile.
+        if std::path::Path::new(&format!("/proc/{}", self.kthread)).exists() {
+            set_affinity(self.kthread, None);
+        }
+    }
+}
+
+/// Pins `pid` (0: the calling thread) to `cpu`, or lets it run anywhere.
+pub fn set_affinity(pid: libc::pid_t, cpu: Option<usize>) {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for c in (0..cpus).filter(|c| cpu.is_none_or(|only| only == *c)) {
+        // SAFETY: `c` is below the number of CPUs, within the set.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let ret = unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(
+        ret,
+        0,
+        "sched_setaffinity({pid}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// A client CLI of the workspace, built next to the running test binary
 /// (`target/<profile>/deps/..`): `workspace_bin("user-raw")`.
 pub fn workspace_bin(name: &str) -> PathBuf {

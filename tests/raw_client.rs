@@ -15,8 +15,8 @@
 //! see `taken_units_are_refused`).
 
 use netlink_rosetta::{
-    big_receive_buffers, with_module_params, with_module_unloaded, Kmod, C_KTHREAD, C_RAW, KTHREAD,
-    RAW,
+    big_receive_buffers, with_module_params, with_module_unloaded, HoldOff, Kmod, C_KTHREAD, C_RAW,
+    KTHREAD, RAW,
 };
 use std::time::Duration;
 use user_raw::{
@@ -762,71 +762,6 @@ fn coalesced_loss_of_one_client_is_not_blamed_on_the_next(u: Unit) {
             }
         }
     });
-}
-
-/// Keeps a kthread module's thread off the CPU while it lives: the thread
-/// and the caller are pinned to CPU 0, and the caller runs `SCHED_FIFO`, so
-/// the kernel thread (`SCHED_OTHER`) runs only when the caller sleeps.
-struct HoldOff {
-    kthread: libc::pid_t,
-}
-
-impl HoldOff {
-    /// The thread of `kmod`, which bears the module's name.
-    fn thread_of(kmod: Kmod) -> HoldOff {
-        let name = kmod.name();
-        let kthread = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-            .find(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
-            })
-            .unwrap_or_else(|| panic!("the {name} thread runs"));
-        set_affinity(kthread, Some(0));
-        set_affinity(0, Some(0));
-        let param = libc::sched_param { sched_priority: 10 };
-        // SAFETY: plain syscall; `param` is a valid sched_param.
-        let ret = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-        assert_eq!(
-            ret,
-            0,
-            "sched_setscheduler: {}",
-            std::io::Error::last_os_error()
-        );
-        HoldOff { kthread }
-    }
-}
-
-impl Drop for HoldOff {
-    fn drop(&mut self) {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: plain syscall; `param` is a valid sched_param.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
-        set_affinity(0, None);
-        // The thread is gone if the module was unloaded meanwhile.
-        if std::path::Path::new(&format!("/proc/{}", self.kthread)).exists() {
-            set_affinity(self.kthread, None);
-        }
-    }
-}
-
-/// Pins `pid` (0: the calling thread) to `cpu`, or lets it run anywhere.
-fn set_affinity(pid: libc::pid_t, cpu: Option<usize>) {
-    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for c in (0..cpus).filter(|c| cpu.is_none_or(|only| only == *c)) {
-        // SAFETY: `c` is below the number of CPUs, within the set.
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
-    // SAFETY: `set` is a valid cpu_set_t of the size passed.
-    let ret = unsafe { libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set) };
-    assert_eq!(
-        ret,
-        0,
-        "sched_setaffinity({pid}): {}",
-        std::io::Error::last_os_error()
-    );
 }
 
 // ---------------------------------------------------------------------------

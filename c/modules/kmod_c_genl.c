@@ -25,6 +25,11 @@
  * carry NLM_F_DUMP_INTR. After each echo, the listeners of the group
  * "events" get EVENT (3) with the new entry's ID, MSG and PORTID.
  *
+ * The family serves every network namespace (netnsok), and each namespace
+ * has its own echo log (struct c_genl_net, from register_pernet_subsys()):
+ * a dump shows the namespace's own echoes, and an EVENT reaches the
+ * listeners of the namespace it happened in only.
+ *
  * The family is called "c_genl" (version 1), so that it runs beside
  * kmod-genl's "my_genl" in one boot. Run it with the C client
  * (c/clients/libnl_genl_client.c):
@@ -52,6 +57,8 @@
 #include <linux/mutex.h>
 #include <linux/slab.h>
 #include <net/genetlink.h>
+#include <net/netns/generic.h>
+#include <net/sock.h>
 
 enum {
 	C_GENL_A_UNSPEC,
@@ -86,31 +93,44 @@ struct entry {
 	char *msg;	/* kmalloc'd, NUL-terminated */
 };
 
-static DEFINE_MUTEX(log_lock);
-static struct entry ring[ECHO_LOG_LEN];	/* under log_lock */
-static u32 next_id = 1;			/* the id of the next echo */
-/*
- * Bumped on every change, for the dumps (cb->seq). Never 0, which
- * nl_dump_check_consistent() takes for "no dump has started".
- */
-static u32 generation = 1;
+/* ANCHOR: pernet */
+/* The echo log of a network namespace. */
+struct c_genl_net {
+	struct mutex lock;
+	struct entry ring[ECHO_LOG_LEN];	/* under lock */
+	u32 next_id;				/* the id of the next echo */
+	/*
+	 * The log's generation for dumps (cb->seq): bumped by every append,
+	 * never 0 (the core's "no generation").
+	 */
+	u32 generation;
+};
 
-/* The oldest id the log can still hold. Under log_lock. */
-static u32 oldest_id(void)
+static unsigned int c_genl_net_id;
+
+/* The echo log of the namespace a request came from. */
+static struct c_genl_net *log_of(struct net *net)
 {
-	return next_id > ECHO_LOG_LEN ? next_id - ECHO_LOG_LEN : 1;
+	return net_generic(net, c_genl_net_id);
+}
+/* ANCHOR_END: pernet */
+
+/* The oldest id the log can still hold. Under log->lock. */
+static u32 oldest_id(const struct c_genl_net *log)
+{
+	return log->next_id > ECHO_LOG_LEN ? log->next_id - ECHO_LOG_LEN : 1;
 }
 
-/* The entry of id, or NULL if the log does not hold it. Under log_lock. */
-static struct entry *find(u32 id)
+/* The entry of id, or NULL if the log does not hold it. Under log->lock. */
+static struct entry *find(struct c_genl_net *log, u32 id)
 {
-	struct entry *e = &ring[(id - 1) % ECHO_LOG_LEN];
+	struct entry *e = &log->ring[(id - 1) % ECHO_LOG_LEN];
 
 	return id && e->id == id ? e : NULL;
 }
 
 /* Appends an echo of msg by portid, evicting the oldest; returns its id. */
-static int append(const char *msg, u32 portid, u32 *id)
+static int append(struct c_genl_net *log, const char *msg, u32 portid, u32 *id)
 {
 	char *copy = kstrdup(msg, GFP_KERNEL);
 	struct entry *e;
@@ -118,14 +138,14 @@ static int append(const char *msg, u32 portid, u32 *id)
 
 	if (!copy)
 		return -ENOMEM;
-	mutex_lock(&log_lock);
-	*id = next_id++;
-	e = &ring[(*id - 1) % ECHO_LOG_LEN];
+	mutex_lock(&log->lock);
+	*id = log->next_id++;
+	e = &log->ring[(*id - 1) % ECHO_LOG_LEN];
 	old = e->msg;
 	*e = (struct entry) { .id = *id, .portid = portid, .msg = copy };
-	if (!++generation)
-		generation = 1;
-	mutex_unlock(&log_lock);
+	if (!++log->generation)
+		log->generation = 1;
+	mutex_unlock(&log->lock);
 	kfree(old);
 	return 0;
 }
@@ -204,7 +224,7 @@ static int echo_doit(struct sk_buff *skb, struct genl_info *info)
 		return -EMSGSIZE;
 	}
 	genlmsg_end(reply, hdr);
-	err = append(nla_data(attr), info->snd_portid, &id);
+	err = append(log_of(genl_info_net(info)), nla_data(attr), info->snd_portid, &id);
 	if (err) {
 		nlmsg_free(reply);
 		return err;
@@ -220,6 +240,7 @@ static int echo_doit(struct sk_buff *skb, struct genl_info *info)
 /* GET as a do request: the entry of ID. */
 static int get_doit(struct sk_buff *skb, struct genl_info *info)
 {
+	struct c_genl_net *log = log_of(genl_info_net(info));
 	struct sk_buff *reply;
 	struct nlattr *attr;
 	struct entry *e;
@@ -232,26 +253,26 @@ static int get_doit(struct sk_buff *skb, struct genl_info *info)
 	}
 	attr = info->attrs[C_GENL_A_ID];
 	id = nla_get_u32(attr);
-	mutex_lock(&log_lock);
-	e = find(id);
+	mutex_lock(&log->lock);
+	e = find(log, id);
 	if (!e) {
-		mutex_unlock(&log_lock);
+		mutex_unlock(&log->lock);
 		NL_SET_ERR_MSG_FMT(info->extack, "no entry %u in the echo log", id);
 		NL_SET_BAD_ATTR(info->extack, attr);
 		return -ENOENT;
 	}
 	reply = genlmsg_new(entry_size(strlen(e->msg)), GFP_KERNEL);
 	if (!reply) {
-		mutex_unlock(&log_lock);
+		mutex_unlock(&log->lock);
 		return -ENOMEM;
 	}
 	hdr = genlmsg_put_reply(reply, info, &family, 0, C_GENL_C_GET);
 	if (!hdr || put_entry(reply, e->id, e->msg, e->portid)) {
-		mutex_unlock(&log_lock);
+		mutex_unlock(&log->lock);
 		nlmsg_free(reply);
 		return -EMSGSIZE;
 	}
-	mutex_unlock(&log_lock);
+	mutex_unlock(&log->lock);
 	genlmsg_end(reply, hdr);
 	return genlmsg_reply(reply, info);
 }
@@ -286,15 +307,16 @@ static int get_start(struct netlink_callback *cb)
  */
 static int get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 {
+	struct c_genl_net *log = log_of(sock_net(cb->skb->sk));
 	struct dump_ctx *ctx = (struct dump_ctx *)cb->ctx;
 	int err = 0;
 	u32 id;
 
-	mutex_lock(&log_lock);
+	mutex_lock(&log->lock);
 	/* The messages of this call are consistent with this generation. */
-	cb->seq = generation;
-	for (id = max(ctx->next_id, oldest_id()); id < next_id; id++) {
-		struct entry *e = find(id);
+	cb->seq = log->generation;
+	for (id = max(ctx->next_id, oldest_id(log)); id < log->next_id; id++) {
+		struct entry *e = find(log, id);
 		void *hdr;
 
 		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid, cb->nlh->nlmsg_seq,
@@ -318,7 +340,7 @@ static int get_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 		genlmsg_end(skb, hdr);
 	}
 	ctx->next_id = id;
-	mutex_unlock(&log_lock);
+	mutex_unlock(&log->lock);
 	/* Full, or finished. (Nothing put: -EMSGSIZE ends the dump with it.) */
 	return err && skb->len ? skb->len : err;
 }
@@ -375,12 +397,50 @@ static struct genl_family family = {
 	.module = THIS_MODULE,
 };
 
+/* A namespace appears (or exists when the module loads): its empty log. */
+static int __net_init c_genl_net_init(struct net *net)
+{
+	struct c_genl_net *log = log_of(net);
+
+	mutex_init(&log->lock);
+	log->next_id = 1;
+	log->generation = 1;
+	return 0;
+}
+
+/* A namespace goes (or the module unloads): its log goes. */
+static void __net_exit c_genl_net_exit(struct net *net)
+{
+	struct c_genl_net *log = log_of(net);
+	int i;
+
+	/* No handler runs for this namespace any more. */
+	for (i = 0; i < ECHO_LOG_LEN; i++)
+		kfree(log->ring[i].msg);
+	mutex_destroy(&log->lock);
+}
+
+static struct pernet_operations c_genl_net_ops = {
+	.init = c_genl_net_init,
+	.exit = c_genl_net_exit,
+	.id = &c_genl_net_id,
+	.size = sizeof(struct c_genl_net),
+};
+
 static int __init c_genl_init(void)
 {
-	int err = genl_register_family(&family);
+	/* A log in every namespace there is, then in every new one; then the
+	 * family, whose requests find them.
+	 */
+	int err = register_pernet_subsys(&c_genl_net_ops);
 
 	if (err)
 		return err;
+	err = genl_register_family(&family);
+	if (err) {
+		unregister_pernet_subsys(&c_genl_net_ops);
+		return err;
+	}
 	pr_info("registered generic netlink family %s\n", family.name);
 	return 0;
 }
@@ -389,13 +449,13 @@ static int __init c_genl_init(void)
 /* ANCHOR: teardown */
 static void __exit c_genl_exit(void)
 {
-	int i;
-
 	pr_info("unregistering generic netlink family %s\n", family.name);
 	genl_unregister_family(&family);
-	/* No handler runs any more, and a dump in progress pins the module. */
-	for (i = 0; i < ECHO_LOG_LEN; i++)
-		kfree(ring[i].msg);
+	/*
+	 * No handler runs any more, and a dump in progress pins the module:
+	 * every namespace's log goes.
+	 */
+	unregister_pernet_subsys(&c_genl_net_ops);
 }
 /* ANCHOR_END: teardown */
 

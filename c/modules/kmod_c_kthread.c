@@ -51,6 +51,7 @@
 #include <linux/wait.h>
 #include <net/net_namespace.h>
 #include <net/netlink.h>
+#include <net/netns/generic.h>
 #include <net/sock.h>
 
 static int unit = 29;
@@ -65,7 +66,15 @@ MODULE_PARM_DESC(capacity, "How many requests may wait for the thread");
 #define ARTICLES_MSG_TYPE 0
 #define RAW_GROUP 1
 
-static struct sock *nl_sock;
+/* ANCHOR: pernet */
+/* The unit's kernel socket in each network namespace. */
+struct c_kthread_net {
+	struct sock *sk;
+};
+
+static unsigned int c_kthread_net_id;
+/* ANCHOR_END: pernet */
+
 static struct task_struct *thread;
 
 /* proto::raw_echoes */
@@ -90,12 +99,17 @@ static bool echoes(const struct nlmsghdr *nlh)
  * thread calls netlink_ack() as kmod_c_raw does: its acks and errors are
  * the same bytes by construction, and it echoes straight from the skb. The
  * price: a queued request holds its whole datagram and the sender's socket
- * until it is answered; the capacity bounds how many do.
+ * until it is answered; the capacity bounds how many do. It also holds its
+ * network namespace, as the Rust twin's MessageCopy does: the namespace's
+ * kernel socket (skb->sk, which the thread replies through) stays until
+ * the request is answered, even if the namespace's last process is gone.
  */
 struct request {
 	struct list_head list;
 	struct sk_buff *skb;	/* the datagram, held with skb_get() */
 	struct nlmsghdr *nlh;	/* the request, inside it */
+	struct net *net;	/* its namespace, held with get_net_track() */
+	netns_tracker ns_tracker;
 };
 
 static LIST_HEAD(requests);
@@ -121,6 +135,7 @@ static int push(struct sk_buff *skb, struct nlmsghdr *nlh)
 	}
 	/* The sender waits in its sendmsg(): its socket is alive. */
 	sock_hold(NETLINK_CB(skb).sk);
+	req->net = get_net_track(sock_net(skb->sk), &req->ns_tracker, GFP_ATOMIC);
 	req->skb = skb_get(skb);
 	req->nlh = nlh;
 	list_add_tail(&req->list, &requests);
@@ -134,6 +149,7 @@ static void free_request(struct request *req)
 {
 	sock_put(NETLINK_CB(req->skb).sk);
 	consume_skb(req->skb);
+	put_net_track(req->net, &req->ns_tracker);
 	kfree(req);
 }
 /* ANCHOR_END: queue */
@@ -279,8 +295,10 @@ static int thread_fn(void *data)
 /* ANCHOR_END: thread */
 
 /* ANCHOR: create */
-static int __init c_kthread_init(void)
+/* A namespace appears (or exists when the module loads): its socket. */
+static int __net_init c_kthread_net_init(struct net *net)
 {
+	struct c_kthread_net *kn = net_generic(net, c_kthread_net_id);
 	struct netlink_kernel_cfg cfg = {
 		.input = input,
 		.groups = RAW_GROUP,
@@ -288,22 +306,48 @@ static int __init c_kthread_init(void)
 		.flags = NL_CFG_F_NONROOT_RECV,
 	};
 
-	/* Created asleep: it runs once the socket exists. */
+	/*
+	 * Every userspace socket of the unit pins this module, so no sender is
+	 * left when it unloads. (C cannot refuse a unit registered without a
+	 * kernel socket, as NETLINK_USERSOCK (2) is: see kmod_c_raw.c.)
+	 */
+	kn->sk = netlink_kernel_create(net, unit, &cfg);
+	/* It gives no reason; a unit that another module serves is the usual one. */
+	return kn->sk ? 0 : -EBUSY;
+}
+
+/* A namespace goes (or the module unloads): its socket goes first. */
+static void __net_exit c_kthread_net_exit(struct net *net)
+{
+	struct c_kthread_net *kn = net_generic(net, c_kthread_net_id);
+
+	netlink_kernel_release(kn->sk);
+}
+
+static struct pernet_operations c_kthread_net_ops = {
+	.init = c_kthread_net_init,
+	.exit = c_kthread_net_exit,
+	.id = &c_kthread_net_id,
+	.size = sizeof(struct c_kthread_net),
+};
+
+static int __init c_kthread_init(void)
+{
+	int err;
+
+	/* Created asleep: it runs once the sockets exist. */
 	thread = kthread_create(thread_fn, NULL, "kmod_c_kthread");
 	if (IS_ERR(thread))
 		return PTR_ERR(thread);
 	/*
-	 * Last, as nothing may fail once userspace can reach the unit. Every
-	 * userspace socket of the unit pins this module, so no sender is left
-	 * when it unloads. (C cannot refuse a unit registered without a kernel
-	 * socket, as NETLINK_USERSOCK (2) is: see kmod_c_raw.c.)
+	 * Last, as nothing may fail once userspace can reach the unit: a
+	 * socket in every namespace there is, then in every new one.
 	 */
-	nl_sock = netlink_kernel_create(&init_net, unit, &cfg);
-	if (!nl_sock) {
+	err = register_pernet_subsys(&c_kthread_net_ops);
+	if (err) {
 		kthread_stop(thread);
-		/* It gives no reason; a unit that another module serves is the usual one. */
-		pr_err("cannot serve netlink unit %d: error %d\n", unit, -EBUSY);
-		return -EBUSY;
+		pr_err("cannot serve netlink unit %d: error %d\n", unit, err);
+		return err;
 	}
 	wake_up_process(thread);
 	pr_info("echo on netlink unit %d, queue of %u\n", unit, capacity);
@@ -323,7 +367,7 @@ static void __exit c_kthread_exit(void)
 	/*
 	 * The requests still queued are dropped unanswered: their senders are
 	 * gone, as every userspace socket of the unit pins the module. Before
-	 * the socket is released: each skb is charged to it.
+	 * the sockets are released: each skb is charged to one.
 	 */
 	list_for_each_entry_safe(req, next, &requests, list) {
 		list_del(&req->list);
@@ -332,7 +376,8 @@ static void __exit c_kthread_exit(void)
 	}
 	if (dropped)
 		pr_info("stopping: %u queued requests dropped\n", dropped);
-	netlink_kernel_release(nl_sock);
+	/* Every namespace's socket is released. */
+	unregister_pernet_subsys(&c_kthread_net_ops);
 }
 /* ANCHOR_END: teardown */
 

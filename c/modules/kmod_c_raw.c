@@ -43,6 +43,7 @@
 #include <linux/netlink.h>
 #include <net/net_namespace.h>
 #include <net/netlink.h>
+#include <net/netns/generic.h>
 #include <net/sock.h>
 
 static int unit = 30;
@@ -53,7 +54,14 @@ MODULE_PARM_DESC(unit, "Netlink protocol unit to serve");
 #define ARTICLES_MSG_TYPE 0
 #define RAW_GROUP 1
 
-static struct sock *nl_sock;
+/* ANCHOR: pernet */
+/* The unit's kernel socket in each network namespace. */
+struct c_raw_net {
+	struct sock *sk;
+};
+
+static unsigned int c_raw_net_id;
+/* ANCHOR_END: pernet */
 
 /* proto::raw_echoes */
 static bool echoes(const struct nlmsghdr *nlh)
@@ -163,8 +171,10 @@ static void input(struct sk_buff *skb)
 /* ANCHOR_END: receive */
 
 /* ANCHOR: create */
-static int __init c_raw_init(void)
+/* A namespace appears (or exists when the module loads): its socket. */
+static int __net_init c_raw_net_init(struct net *net)
 {
+	struct c_raw_net *rn = net_generic(net, c_raw_net_id);
 	struct netlink_kernel_cfg cfg = {
 		.input = input,
 		.groups = RAW_GROUP,
@@ -173,18 +183,43 @@ static int __init c_raw_init(void)
 	};
 
 	/*
-	 * Last, as nothing may fail once userspace can reach the unit. Every
-	 * userspace socket of the unit pins this module (THIS_MODULE, which
-	 * netlink_kernel_create() passes on), so no sender is left when it
-	 * unloads. Unlike the Rust twin, C cannot refuse a unit registered
+	 * Every userspace socket of the unit pins this module (THIS_MODULE,
+	 * which netlink_kernel_create() passes on), so no sender is left when
+	 * it unloads. Unlike the Rust twin, C cannot refuse a unit registered
 	 * without a kernel socket, as NETLINK_USERSOCK (2) is (struct
 	 * netlink_table is private to net/netlink/): it would serve it unpinned.
 	 */
-	nl_sock = netlink_kernel_create(&init_net, unit, &cfg);
-	if (!nl_sock) {
-		/* It gives no reason; a unit that another module serves is the usual one. */
-		pr_err("cannot serve netlink unit %d: error %d\n", unit, -EBUSY);
-		return -EBUSY;
+	rn->sk = netlink_kernel_create(net, unit, &cfg);
+	/* It gives no reason; a unit that another module serves is the usual one. */
+	return rn->sk ? 0 : -EBUSY;
+}
+
+/* A namespace goes (or the module unloads): its socket goes first. */
+static void __net_exit c_raw_net_exit(struct net *net)
+{
+	struct c_raw_net *rn = net_generic(net, c_raw_net_id);
+
+	netlink_kernel_release(rn->sk);
+}
+
+static struct pernet_operations c_raw_net_ops = {
+	.init = c_raw_net_init,
+	.exit = c_raw_net_exit,
+	.id = &c_raw_net_id,
+	.size = sizeof(struct c_raw_net),
+};
+
+static int __init c_raw_init(void)
+{
+	/*
+	 * Last, as nothing may fail once userspace can reach the unit: a
+	 * socket in every namespace there is, then in every new one.
+	 */
+	int err = register_pernet_subsys(&c_raw_net_ops);
+
+	if (err) {
+		pr_err("cannot serve netlink unit %d: error %d\n", unit, err);
+		return err;
 	}
 	pr_info("echo on netlink unit %d\n", unit);
 	return 0;
@@ -195,7 +230,8 @@ static int __init c_raw_init(void)
 static void __exit c_raw_exit(void)
 {
 	pr_info("releasing netlink unit %d\n", unit);
-	netlink_kernel_release(nl_sock);
+	/* Every namespace's socket is released. */
+	unregister_pernet_subsys(&c_raw_net_ops);
 }
 /* ANCHOR_END: teardown */
 

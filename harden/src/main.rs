@@ -23,7 +23,9 @@
 //!    clients come and go; **unload-subscribed**
 //!    ([`subscribe::unload_subscribed`]): rmmod with a listener attached
 //!    and, for genl, during a dump; for kmod-kthread also unloads with a
-//!    full queue;
+//!    full queue; **netns** ([`netns::churn`]): namespaces created and
+//!    destroyed while every library echoes inside them, an unload/load
+//!    with namespaces alive, and no namespace left afterwards;
 //! 5. **faults** ([`faults`]): the n-th allocation of a request's
 //!    `sendmsg()`, or of the module's load, fails, for n = 1, 2, ... until
 //!    it goes through: every request must end answered or with a reported
@@ -57,6 +59,7 @@ mod flood;
 mod fuzz;
 mod klog;
 mod mcast;
+mod netns;
 mod stress;
 mod subscribe;
 
@@ -121,6 +124,8 @@ struct Sizes {
     full_queue_unloads: u32,
     /// Echoes while listeners are subscribed.
     subscribed_echoes: u32,
+    /// Network namespaces created and destroyed.
+    namespaces: usize,
     /// Faults: loads with every n (full) or a sample (quick).
     quick: bool,
 }
@@ -148,6 +153,7 @@ fn run(args: &Args) -> Result<bool> {
         concurrent_requests: if args.quick { 50 } else { 500 },
         full_queue_unloads: if args.quick { 2 } else { 10 },
         subscribed_echoes: if args.quick { 300 } else { 3000 },
+        namespaces: if args.quick { 20 } else { 200 },
         quick: args.quick,
     };
     let known = Module::ALL
@@ -338,6 +344,10 @@ fn phases<'a>(module: Module, fuzz_only: bool, sizes: &'a Sizes, seed: u64) -> V
     phases.push((
         "unload-subscribed",
         Box::new(move || subscribe::unload_subscribed(module)),
+    ));
+    phases.push((
+        "netns",
+        Box::new(move || netns::churn(module, sizes.namespaces)),
     ));
     if module == Module::Kthread {
         phases.push((

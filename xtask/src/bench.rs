@@ -545,6 +545,27 @@ const TARGETS: &[Target] = &[
         target: None,
         le: true,
     },
+    Target {
+        what: "kmod-raw echo from a fresh network namespace / from the initial one",
+        a: "raw/raw/netns/16",
+        b: "raw/raw/single/16",
+        target: Some(1.05),
+        le: true,
+    },
+    Target {
+        what: "kmod-kthread echo from a fresh network namespace / from the initial one",
+        a: "kthread/raw/netns/16",
+        b: "kthread/raw/single/16",
+        target: Some(1.05),
+        le: true,
+    },
+    Target {
+        what: "genl echo from a fresh network namespace / from the initial one",
+        a: "genl/raw/netns/16",
+        b: "genl/raw/single/16",
+        target: Some(1.05),
+        le: true,
+    },
 ];
 
 /// The `ROSETTA_RATIOS` pairs file of one pass: one `<a> <b>` line per

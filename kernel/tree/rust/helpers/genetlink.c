@@ -42,6 +42,19 @@ int rust_helper_genlmsg_multicast(const struct genl_family *family,
 	return genlmsg_multicast(family, skb, portid, group, flags);
 }
 
+int rust_helper_genlmsg_multicast_netns(const struct genl_family *family,
+					struct net *net, struct sk_buff *skb,
+					u32 portid, unsigned int group,
+					gfp_t flags)
+{
+	return genlmsg_multicast_netns(family, net, skb, portid, group, flags);
+}
+
+struct net *rust_helper_genl_info_net(const struct genl_info *info)
+{
+	return genl_info_net(info);
+}
+
 int rust_helper_genl_has_listeners(const struct genl_family *family,
 				   struct net *net, unsigned int group)
 {

@@ -68,21 +68,24 @@ unsigned int rust_helper_skb_end_offset(const struct sk_buff *skb)
 }
 
 /*
- * Whether netlink unit `unit` is registered: by a kernel socket in any
- * network namespace, or at boot without one (NETLINK_USERSOCK). A kernel
- * socket created for a registered unit only bumps the count: it neither
- * records its module (so userspace sockets of the unit would not pin it)
- * nor its configuration.
+ * Whether netlink unit `unit` is registered by anybody but `module`: a kernel
+ * socket of another module (in any network namespace), code built into the
+ * kernel (whose module is NULL), or the boot-time registration without a
+ * socket (NETLINK_USERSOCK). A kernel socket created for a unit registered
+ * by somebody else only bumps the count: it neither records its module (so
+ * userspace sockets of the unit would not pin it) nor its configuration.
+ * A module's own sockets in other namespaces do not count.
  */
-bool rust_helper_netlink_unit_registered(int unit)
+bool rust_helper_netlink_unit_taken(int unit, struct module *module)
 {
 	unsigned long flags;
-	bool registered;
+	bool taken;
 
 	read_lock_irqsave(&nl_table_lock, flags);
-	registered = nl_table[unit].registered;
+	taken = nl_table[unit].registered &&
+		(!module || nl_table[unit].module != module);
 	read_unlock_irqrestore(&nl_table_lock, flags);
-	return registered;
+	return taken;
 }
 
 /*

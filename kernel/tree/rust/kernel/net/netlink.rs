@@ -22,6 +22,15 @@
 //! - notifications are built with [`NetlinkSkBuff::genlmsg_put`] and sent
 //!   with [`GenlMsg::multicast`], when [`Family::has_listeners`].
 //!
+//! Families are `netnsok`: requests come from every network namespace, and
+//! each namespace has its own listeners. A request's namespace is
+//! [`Info::net`] (a dump's, [`Dump::net`]); a family that keeps data per
+//! namespace finds it there ([`crate::net::namespace`]), and notifies the
+//! listeners of that namespace only with [`GenlMsg::multicast_netns`],
+//! [`Family::has_listeners_netns`] and [`Family::set_err`]
+//! (`genlmsg_multicast()` and upstream's `multicast` reach the initial
+//! namespace only).
+//!
 //! Names and shapes are those of upstream's generic netlink abstraction
 //! (`rust/kernel/net/netlink.rs`, Linux 7.x, which exposes multicast
 //! groups only), so that a forward port is mechanical. Each public item:
@@ -35,7 +44,7 @@
 //! | [`GenlMsg`]: `put_u32`, `put_string`, `put_flag`, `multicast`, cancelled on drop | same; `put_*` check the attribute type and the tailroom, `multicast` checks the group |
 //! | [`GenlMsg::reply`] | ours |
 //! | [`Family`]: `const_new`, `has_listeners`, `as_raw`, `register` | same; `has_listeners` is `false` for a group the family does not have |
-//! | [`Family::register_with`], [`Family::set_err`], [`Ops`], [`Command`], [`Policy`], [`Handler`] | ours |
+//! | [`Family::register_with`], [`Family::set_err`], [`Family::has_listeners_netns`], [`GenlMsg::multicast_netns`], [`Ops`], [`Command`], [`Policy`], [`Handler`] | ours |
 //! | [`MulticastGroup`], [`MulticastGroup::const_new`] | same |
 //! | [`Registration`] | same, with a type parameter for the handler (`()` for [`Family::register`]) |
 //! | [`Info`], [`Attr`], [`Dump`], [`DumpMsg`], [`PutAttr`], [`NLA_HDRLEN`], [`nla_total_size`], [`MAX_ATTR_PAYLOAD`], [`GENL_HDRLEN`] | ours |
@@ -50,6 +59,7 @@ use crate::{
     alloc::{Flags, KBox, KVec},
     bindings,
     error::{code::*, to_result, Error, Result},
+    net::namespace::Namespace,
     net::raw_netlink::{nlmsg_align, MAX_SKB_SIZE, NLMSG_HDRLEN},
     prelude::*,
     str::CStr,
@@ -273,6 +283,38 @@ impl GenlMsg {
         })
     }
 
+    /// Ends the message and sends it to the listeners of `family`'s
+    /// multicast group `group` in network namespace `net`, but not to
+    /// `portid` (`genlmsg_multicast_netns()`): a notification about
+    /// something that happened in `net`. `ESRCH` means that nobody listens
+    /// there; `EINVAL` that the family has no such group.
+    pub fn multicast_netns(
+        self,
+        family: &'static Family,
+        net: &Namespace,
+        portid: u32,
+        group: u32,
+        flags: Flags,
+    ) -> Result {
+        if group >= family.n_mcgrps() {
+            return Err(EINVAL);
+        }
+        let skb = self.end();
+        // SAFETY: `family` is valid and has group `group` (checked above),
+        // `net` is valid; `genlmsg_multicast_netns()` takes over the skb in
+        // every other case.
+        to_result(unsafe {
+            bindings::genlmsg_multicast_netns(
+                family.as_raw(),
+                net.as_raw(),
+                skb,
+                portid,
+                group,
+                flags.as_raw(),
+            )
+        })
+    }
+
     /// Ends the message (`genlmsg_end()`) and sends it to the requester of
     /// `info` (`genlmsg_reply()`).
     pub fn reply(self, info: &Info<'_>) -> Result {
@@ -428,36 +470,35 @@ impl Family {
     /// (`genl_has_listeners()`); `false` for a group the family does not
     /// have.
     pub fn has_listeners(&self, group: u32) -> bool {
+        self.has_listeners_netns(Namespace::init_ns(), group)
+    }
+
+    /// Whether anybody listens to multicast group `group` in network
+    /// namespace `net` (`genl_has_listeners()`); `false` for a group the
+    /// family does not have.
+    pub fn has_listeners_netns(&self, net: &Namespace, group: u32) -> bool {
         if group >= self.n_mcgrps() {
             return false;
         }
-        // SAFETY: The family is valid and has the group; `init_net` lives
-        // forever.
-        unsafe {
-            bindings::genl_has_listeners(
-                self.as_raw(),
-                ptr::addr_of_mut!(bindings::init_net),
-                group,
-            ) != 0
-        }
+        // SAFETY: The family is valid and has the group; `net` is valid.
+        unsafe { bindings::genl_has_listeners(self.as_raw(), net.as_raw(), group) != 0 }
     }
 
-    /// Reports `err` to every listener of multicast group `group` in the
-    /// initial network namespace but `portid` (`genl_set_err()`): their next
+    /// Reports `err` to every listener of multicast group `group` in network
+    /// namespace `net` but `portid` (`genl_set_err()`): their next
     /// `recvmsg()` fails with it. For a notification that could not be
     /// built, so that the listeners know they missed one; `ENOBUFS` spares
     /// those that set `NETLINK_NO_ENOBUFS`. Does nothing for a group the
     /// family does not have.
-    pub fn set_err(&self, portid: u32, group: u32, err: Error) {
+    pub fn set_err(&self, net: &Namespace, portid: u32, group: u32, err: Error) {
         if group >= self.n_mcgrps() {
             return;
         }
-        // SAFETY: The family is valid and has the group; `init_net` lives
-        // forever.
+        // SAFETY: The family is valid and has the group; `net` is valid.
         unsafe {
             bindings::genl_set_err(
                 self.as_raw(),
-                ptr::addr_of_mut!(bindings::init_net),
+                net.as_raw(),
                 portid,
                 group,
                 err.to_errno(),
@@ -975,6 +1016,15 @@ impl<'a> Info<'a> {
         unsafe { (*(*self.raw).family).maxattr as u16 }
     }
 
+    /// The network namespace of the request (`genl_info_net()`): that of
+    /// its sender, which holds it for the duration of the request.
+    pub fn net(&self) -> &'a Namespace {
+        // SAFETY: By the type invariant, `raw` is valid; the core set its
+        // namespace to that of the socket the request came through, which
+        // the sender's socket keeps alive while the request runs.
+        unsafe { Namespace::from_raw(bindings::genl_info_net(self.raw)) }
+    }
+
     /// The command of the request.
     pub fn cmd(&self) -> u8 {
         // SAFETY: By the type invariant, `raw` and its `genlhdr` are valid.
@@ -1141,7 +1191,7 @@ pub struct Dump<'a> {
     _lifetime: PhantomData<&'a mut bindings::sk_buff>,
 }
 
-impl Dump<'_> {
+impl<'a> Dump<'a> {
     /// Records the generation of the dumped data (`cb->seq`). When it
     /// differs from the one of the previous message, the next message that
     /// ends ([`DumpMsg::end`]) carries `NLM_F_DUMP_INTR`, telling the
@@ -1151,6 +1201,17 @@ impl Dump<'_> {
     pub fn set_generation(&mut self, generation: u32) {
         // SAFETY: By the type invariant, `cb` is valid, and ours in the call.
         unsafe { (*self.cb).seq = generation };
+    }
+
+    /// The network namespace of the dump (`genl_info_net()` of the dump's
+    /// info): that of the socket that asked for it, which holds it while
+    /// the dump runs.
+    pub fn net(&self) -> &'a Namespace {
+        // SAFETY: By the type invariant, `cb` is valid and `genl_start()`
+        // set up its info, whose namespace is that of the requesting
+        // socket; that socket is reading the dump, so it keeps the
+        // namespace alive for the call.
+        unsafe { Namespace::from_raw(bindings::genl_info_net(bindings::genl_info_dump(self.cb))) }
     }
 
     /// Starts the next message of the dump, with command `cmd`: the

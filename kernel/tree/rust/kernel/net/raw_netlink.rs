@@ -16,7 +16,14 @@
 //! their listeners goes out with [`SocketRef::broadcast`], when
 //! [`SocketRef::has_listeners`].
 //!
-//! Scope of this slice: one kernel socket in the initial network namespace.
+//! A unit is served in the initial network namespace by one [`Socket`], or
+//! in every namespace by [`Sockets`]: one kernel socket per namespace,
+//! created when the namespace appears and released when it goes, as
+//! rtnetlink does ([`crate::net::namespace`]). A userspace socket reaches
+//! the kernel socket of its own namespace only, so replies and broadcasts
+//! never leave it; a [`MessageCopy`] holds a reference to the requester's
+//! namespace, whose socket [`SocketsRegistration::socket`] finds.
+//!
 //! Upstream has no raw netlink abstraction: this module is ours, named so
 //! that it does not collide with upstream's generic netlink one
 //! ([`crate::net::netlink`]), whose [`NetlinkSkBuff`] it shares.
@@ -30,6 +37,7 @@ use crate::{
     alloc::{flags::GFP_KERNEL, Flags, KBox, KVec},
     bindings,
     error::{code::*, to_result, Error, Result},
+    net::namespace::{self, Namespace, NetRef, Operations, Subsys},
     net::netlink::NetlinkSkBuff,
     str::CStr,
     sync::Arc,
@@ -179,7 +187,10 @@ impl SocketRef {
 
     /// Whether a userspace socket listens to multicast group `group`
     /// (`netlink_has_listeners()`); `false` for a group the socket does not
-    /// have (0, or above [`Config::groups`]).
+    /// have (0, or above [`Config::groups`]). The core keeps one set of
+    /// groups per unit, for every namespace: `true` may mean a listener in
+    /// another namespace only, to which [`SocketRef::broadcast`] sends
+    /// nothing. A hint that spares building unwanted messages.
     pub fn has_listeners(&self, group: u32) -> bool {
         // SAFETY: By the type invariant, `self` is a valid kernel netlink
         // socket; the core checks `group` against the unit's groups.
@@ -230,14 +241,22 @@ pub struct Config {
     pub nonroot_recv: bool,
 }
 
-/// A kernel netlink socket for one protocol unit, in the initial network
-/// namespace (`netlink_kernel_create()`), released on drop.
+/// A kernel netlink socket for one protocol unit, in one network namespace
+/// (`netlink_kernel_create()`), released on drop: made by [`Socket::new`]
+/// in the initial namespace, or by [`Sockets`] in every namespace.
 ///
-/// The unit must not be registered yet: [`Socket::new`] refuses a unit that
-/// a kernel socket serves, in any namespace, and `NETLINK_USERSOCK` (2),
-/// which the kernel registers at boot for userspace-to-userspace messages.
-/// On such a unit the core would only count the new socket, and the
-/// userspace sockets of the unit would not pin the module.
+/// The unit must not be registered by anybody else: a kernel socket of
+/// another module or of code built into the kernel serves it (in any
+/// namespace), or it is `NETLINK_USERSOCK` (2), which the kernel registers at
+/// boot for userspace-to-userspace messages. On such a unit the core would
+/// only count the new socket, and the userspace sockets of the unit would
+/// not pin the module. (A check, then the creation: a module that takes the
+/// unit in between wins, and ours only bumps its count.)
+///
+/// A socket in a namespace other than the initial one must be released
+/// before the namespace is freed (kernel sockets hold no reference to their
+/// namespace, so that a namespace can go): only [`Sockets`] creates one,
+/// and releases it in the namespace's `exit`.
 ///
 /// Dropping the socket waits for every input callback in flight: when
 /// `drop` returns, no code of [`Input`] runs any more, and none will, even
@@ -312,21 +331,36 @@ impl<T: Input> Socket<T> {
     ///
     /// Fails with `EINVAL` for a unit outside `0..MAX_LINKS` or more than 32
     /// groups, with `EBUSY`
-    /// when the unit is registered already, or when the C function returns
-    /// no socket (memory ran out, or another kernel socket took the unit
-    /// meanwhile), and with `ENOMEM`.
+    /// when the unit is registered by anybody else, or when the C function
+    /// returns no socket (memory ran out, or the namespace has a kernel
+    /// socket for the unit already), and with `ENOMEM`.
     ///
     /// Userspace can send to the unit as soon as this returns, so a module
     /// creates its socket as the last step of its initialisation that can
     /// fail: a module whose `init` fails is freed at once, whatever
     /// userspace sockets of the unit took a reference on it meanwhile.
     pub fn new(config: &Config, module: &'static ThisModule, data: T) -> Result<Self> {
+        Self::create(Namespace::init_ns(), config, module, data)
+    }
+
+    /// Creates the socket in `net`.
+    ///
+    /// The caller must release the socket (drop it) before `net` is
+    /// dismantled: in the `exit` of per-namespace operations, or never for
+    /// the initial namespace.
+    fn create(
+        net: &Namespace,
+        config: &Config,
+        module: &'static ThisModule,
+        data: T,
+    ) -> Result<Self> {
         let unit = config.unit;
         if !(0..bindings::MAX_LINKS as i32).contains(&unit) || config.groups > 32 {
             return Err(EINVAL);
         }
-        // SAFETY: `unit` is within `0..MAX_LINKS`, the size of `nl_table`.
-        if unsafe { bindings::netlink_unit_registered(unit) } {
+        // SAFETY: `unit` is within `0..MAX_LINKS`, the size of `nl_table`,
+        // and `module` is valid.
+        if unsafe { bindings::netlink_unit_taken(unit, module.as_ptr()) } {
             return Err(EBUSY);
         }
         let handler = KBox::new(
@@ -346,14 +380,15 @@ impl<T: Input> Socket<T> {
             input: Some(bindings::netlink_input),
             ..Default::default()
         };
-        // SAFETY: `init_net` lives forever, `cfg` is valid for the duration
-        // of the call (the C function copies what it keeps), and `module` is
+        // SAFETY: `net` is valid, and the socket is released before it is
+        // dismantled (the caller's duty). `cfg` is valid for the duration of
+        // the call (the C function copies what it keeps), and `module` is
         // this module's `THIS_MODULE`, which `netlink_create()` pins for
         // every userspace socket of the unit (the unit was not registered,
-        // so the core records it).
+        // or by this module, which the core recorded).
         let sk = unsafe {
             bindings::__netlink_kernel_create(
-                ptr::addr_of_mut!(bindings::init_net),
+                net.as_raw(),
                 unit,
                 module.as_ptr(),
                 &mut cfg,
@@ -402,6 +437,141 @@ impl<T: Input> Drop for Socket<T> {
         // no longer reachable: it was unpublished, and nothing that found it
         // before still runs.
         drop(unsafe { KBox::from_raw(self.handler.as_ptr()) });
+    }
+}
+
+/// The input handler of a unit served in every network namespace by
+/// [`Sockets`]: each namespace's socket gets a clone of the registration's.
+pub trait PernetInput: Input + Clone {
+    /// The static that serves the unit (the C callbacks of namespaces
+    /// find the registration there).
+    fn sockets() -> &'static Sockets<Self>;
+}
+
+/// A netlink unit served in every network namespace (ours), declared as a
+/// `static` and registered with [`Sockets::register`]: one kernel
+/// [`Socket`] per namespace, created for every namespace there is and for
+/// every new one, and released when its namespace goes, or when the
+/// registration is dropped. As `rtnetlink` does in C with
+/// `register_pernet_subsys()`.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::net::namespace::Namespace;
+/// use kernel::net::raw_netlink::{Config, Input, PernetInput, RecvSkBuff, Sockets};
+///
+/// #[derive(Clone)]
+/// struct Quiet;
+///
+/// impl Input for Quiet {
+///     fn input(&self, _skb: &RecvSkBuff) {}
+/// }
+///
+/// impl PernetInput for Quiet {
+///     fn sockets() -> &'static Sockets<Self> {
+///         &SOCKETS
+///     }
+/// }
+///
+/// static SOCKETS: Sockets<Quiet> = Sockets::new();
+///
+/// # // SAFETY: Code built into the kernel, as this example is, has no module:
+/// # // its `THIS_MODULE` is NULL.
+/// # static THIS_MODULE: kernel::ThisModule =
+/// #     unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) };
+/// // Unit 30 is unused in the test kernel.
+/// let config = Config { unit: 30, groups: 1, nonroot_recv: false };
+/// let sockets = SOCKETS.register(&config, &THIS_MODULE, Quiet)?;
+/// let socket = sockets.socket(Namespace::init_ns()).ok_or(EINVAL)?;
+/// assert!(!socket.has_listeners(1));
+/// // NETLINK_USERSOCK is refused, in the first namespace already.
+/// drop(sockets);
+/// let usersock = Config { unit: 2, ..config };
+/// assert_eq!(SOCKETS.register(&usersock, &THIS_MODULE, Quiet).err(), Some(EBUSY));
+/// # Ok::<(), Error>(())
+/// ```
+pub struct Sockets<T: PernetInput> {
+    subsys: Subsys<Unit<T>>,
+}
+
+impl<T: PernetInput> Sockets<T> {
+    /// An unregistered unit, for a `static`.
+    pub const fn new() -> Self {
+        Self {
+            subsys: Subsys::new(),
+        }
+    }
+
+    /// Serves the unit of `config` in every network namespace, each socket
+    /// with a clone of `data` as its input handler.
+    ///
+    /// Fails as [`Socket::new`] does in any namespace (`EBUSY` for a unit
+    /// that somebody else serves), and with `EBUSY` if the static is
+    /// registered already. As with [`Socket::new`], userspace can send to
+    /// the unit as soon as the first socket exists: register last.
+    ///
+    /// For code built into the kernel (no module), only the initial
+    /// namespace can be served: the unit is then taken by "the kernel" in
+    /// every other one.
+    pub fn register(
+        &'static self,
+        config: &Config,
+        module: &'static ThisModule,
+        data: T,
+    ) -> Result<SocketsRegistration<T>> {
+        self.subsys.register(Unit {
+            config: *config,
+            module,
+            data,
+        })
+    }
+}
+
+impl<T: PernetInput> Default for Sockets<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The registration data of a [`Sockets`] unit: what each namespace's
+/// socket is made of.
+pub struct Unit<T: PernetInput> {
+    config: Config,
+    module: &'static ThisModule,
+    data: T,
+}
+
+impl<T: PernetInput> Operations for Unit<T> {
+    type State = Socket<T>;
+
+    fn subsys() -> &'static Subsys<Self> {
+        &T::sockets().subsys
+    }
+
+    fn init(&self, net: &Namespace) -> Result<Socket<T>> {
+        // The socket is the namespace's state: it is dropped in the
+        // namespace's `exit`, before the namespace is freed.
+        Socket::create(net, &self.config, self.module, self.data.clone())
+    }
+}
+
+/// A [`Sockets`] unit being served, from [`Sockets::register`]: every
+/// socket is released when this is dropped.
+pub type SocketsRegistration<T> = namespace::Registration<Unit<T>>;
+
+impl<T: PernetInput> namespace::Registration<Unit<T>> {
+    /// The kernel socket of the unit in `net`: where a reply to a request
+    /// from `net` goes. `None` only for a namespace whose socket is being
+    /// created.
+    pub fn socket<'a>(&'a self, net: &'a Namespace) -> Option<&'a SocketRef> {
+        self.state(net).map(|socket| &**socket)
+    }
+
+    /// The input handler the sockets were registered with (each socket has
+    /// a clone of it).
+    pub fn data(&self) -> &T {
+        &self.data
     }
 }
 
@@ -645,6 +815,12 @@ impl<'a> Message<'a> {
         copy.extend_from_slice(payload, flags)?;
         // The core always sets the sender: no socket is not ours to answer.
         let sender = NonNull::new(self.sender()).ok_or(EINVAL)?;
+        // SAFETY: The kernel socket that received the skb is alive during
+        // the input callback, and so is its namespace, which is the
+        // sender's: a userspace sender holds a counted reference on it.
+        let net = unsafe { Namespace::from_raw(bindings::sock_net(self.skb.socket().as_raw())) };
+        // SAFETY: As above, the namespace is set up and referenced.
+        let net = unsafe { net.get() };
         // SAFETY: `sender` is the sender's socket, valid during the input
         // callback (see `Message::sender`); the reference taken keeps it
         // valid until `MessageCopy::drop`.
@@ -655,6 +831,7 @@ impl<'a> Message<'a> {
             payload: copy,
             portid: self.portid(),
             sender,
+            net,
         })
     }
 
@@ -705,7 +882,9 @@ impl Received for Message<'_> {
 /// A received message copied out of its skb ([`Message::copy`]), for code
 /// that answers after the skb is gone, such as a kernel thread. It holds a
 /// reference on the sender's socket, as what `netlink_ack()` reads and
-/// reports lives there.
+/// reports lives there, and one on the namespace the message came from
+/// ([`MessageCopy::net`]): while it lives, the namespace, and so the socket
+/// that [`Sockets`] keeps there, stays.
 ///
 /// # Invariants
 ///
@@ -716,6 +895,16 @@ pub struct MessageCopy {
     payload: KVec<u8>,
     portid: u32,
     sender: NonNull<bindings::sock>,
+    net: NetRef,
+}
+
+impl MessageCopy {
+    /// The network namespace the message came from, that of the kernel
+    /// socket that received it: the answer goes through that namespace's
+    /// socket ([`SocketsRegistration::socket`]).
+    pub fn net(&self) -> &Namespace {
+        &self.net
+    }
 }
 
 // SAFETY: The socket reference may be used and dropped on any thread; the
