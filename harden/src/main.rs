@@ -258,6 +258,7 @@ fn run(args: &Args) -> Result<bool> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     print!("{}", table(&rows));
     print!("{}", subscribers_table(&rows));
+    print!("{}", netns_table(&rows));
     print!("{}", faults_table(&rows));
     println!(
         "harden: {} (seed {seed:#x}); report: {}",
@@ -414,6 +415,32 @@ fn table(rows: &[Value]) -> String {
     }
     out += "floods: sent = replied + errored + overrun; cycles: unload/load cycles; \
             echoes: by 8 concurrent clients; \"-\": not run (leaks: no kmemleak)\n";
+    out
+}
+
+/// The namespace phase's table: one row per module.
+fn netns_table(rows: &[Value]) -> String {
+    if rows.iter().all(|r| r["netns"].is_null()) {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n{:<8} {:>10} {:>7} {:>5} {:>8}\n",
+        "netns", "namespaces", "echoes", "left", "seconds"
+    );
+    for r in rows {
+        let n = &r["netns"];
+        let cell = |k: &str| n[k].to_string().replace("null", "-");
+        out += &format!(
+            "{:<8} {:>10} {:>7} {:>5} {:>8}\n",
+            r["module"].as_str().unwrap_or_default(),
+            cell("namespaces"),
+            cell("echoes"),
+            cell("left"),
+            cell("seconds")
+        );
+    }
+    out += "netns: namespaces created and destroyed (two threads, every library echoing in each, \
+            an unload/load with three alive); left: namespaces not freed afterwards\n";
     out
 }
 
