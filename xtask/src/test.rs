@@ -176,7 +176,7 @@ const VM_TESTS: &[(&str, usize)] = &[
     ("tests/raw_client.rs", 89),
     ("tests/genl_raw_client.rs", 46),
     ("tests/c_clients.rs", 13),
-    ("tests/netns.rs", 27),
+    ("tests/netns.rs", 28),
     ("user-genl/tests/vm.rs", 17),
     ("user-libnl-style/tests/vm.rs", 17),
 ];

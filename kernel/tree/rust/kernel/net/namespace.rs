@@ -90,7 +90,7 @@ impl Namespace {
     /// The namespace's reference count must not be zero: it is set up, and
     /// something holds a counted reference for the duration of the call.
     pub(crate) unsafe fn get(&self) -> NetRef {
-        let mut tracker = Opaque::uninit();
+        let tracker = Opaque::uninit();
         // SAFETY: The namespace is valid and referenced (the caller's
         // guarantee). `get_net_track()` writes the tracker, and a failed
         // tracker allocation only leaves the reference untracked.
