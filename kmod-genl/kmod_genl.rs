@@ -46,6 +46,7 @@
 //!
 //! and the kernel log shows `kmod_genl: registered generic netlink family my_genl`.
 
+use core::pin::Pin;
 use kernel::c_str;
 use kernel::net::namespace::{Namespace, Operations, Registration as Pernet, Subsys};
 use kernel::net::netlink::{
@@ -56,7 +57,6 @@ use kernel::net::raw_netlink::NLMSG_HDRLEN;
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::{new_mutex, Arc, Mutex};
-use core::pin::Pin;
 
 /// The wire contract, shared with the clients (`proto/src/wire.rs`).
 #[path = "../proto/src/wire.rs"]
@@ -186,7 +186,13 @@ impl Operations for Logs {
     }
 
     fn init(&self, _net: &Namespace) -> Result<Self::State> {
-        KBox::pin_init(new_mutex!(Log { entries: KVec::new(), next_id: 1 }), GFP_KERNEL)
+        KBox::pin_init(
+            new_mutex!(Log {
+                entries: KVec::new(),
+                next_id: 1
+            }),
+            GFP_KERNEL,
+        )
     }
 }
 // ANCHOR_END: pernet
@@ -319,7 +325,12 @@ impl kernel::Module for KmodGenl {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         // A log in every namespace there is, then in every new one; then
         // the family, whose requests find them.
-        let logs = Arc::new(EchoLogs { logs: LOGS.register(Logs)? }, GFP_KERNEL)?;
+        let logs = Arc::new(
+            EchoLogs {
+                logs: LOGS.register(Logs)?,
+            },
+            GFP_KERNEL,
+        )?;
         let registration = FAMILY.register_with(&OPS, logs)?;
         pr_info!(
             "registered generic netlink family {}\n",

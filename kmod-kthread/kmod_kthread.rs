@@ -316,13 +316,15 @@ impl kernel::Module for KmodKthread {
             groups: proto::RAW_GROUP,
             nonroot_recv: true,
         };
-        let sockets = SOCKETS.register(&config, module, Requests { queue }).inspect_err(|e| {
-            pr_err!(
-                "cannot serve netlink unit {}: error {}\n",
-                unit,
-                e.to_errno()
-            )
-        })?;
+        let sockets = SOCKETS
+            .register(&config, module, Requests { queue })
+            .inspect_err(|e| {
+                pr_err!(
+                    "cannot serve netlink unit {}: error {}\n",
+                    unit,
+                    e.to_errno()
+                )
+            })?;
         let thread = thread.start(Worker { sockets, coalesce });
         pr_info!(
             "echo on netlink unit {}, queue of {}, coalesce={}\n",

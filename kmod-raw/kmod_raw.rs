@@ -187,13 +187,15 @@ impl kernel::Module for KmodRaw {
         };
         // Last, as nothing may fail once userspace can reach the unit: a
         // socket in every namespace there is, then in every new one.
-        let sockets = SOCKETS.register(&config, module, Echo { coalesce }).inspect_err(|e| {
-            pr_err!(
-                "cannot serve netlink unit {}: error {}\n",
-                unit,
-                e.to_errno()
-            )
-        })?;
+        let sockets = SOCKETS
+            .register(&config, module, Echo { coalesce })
+            .inspect_err(|e| {
+                pr_err!(
+                    "cannot serve netlink unit {}: error {}\n",
+                    unit,
+                    e.to_errno()
+                )
+            })?;
         pr_info!(
             "echo on netlink unit {}, coalesce={}\n",
             unit,

@@ -352,7 +352,10 @@ unsafe extern "C" fn init_callback<T: Operations>(net: *mut bindings::net) -> c_
     let data = unsafe { &*subsys.data.load(Ordering::Acquire) };
     // SAFETY: The core calls `init` with a valid namespace being set up.
     let net = unsafe { Namespace::from_raw(net) };
-    let state = match data.init(net).and_then(|state| Ok(KBox::new(state, GFP_KERNEL)?)) {
+    let state = match data
+        .init(net)
+        .and_then(|state| Ok(KBox::new(state, GFP_KERNEL)?))
+    {
         Ok(state) => state,
         Err(e) => return e.to_errno(),
     };

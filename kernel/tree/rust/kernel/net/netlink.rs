@@ -496,13 +496,7 @@ impl Family {
         }
         // SAFETY: The family is valid and has the group; `net` is valid.
         unsafe {
-            bindings::genl_set_err(
-                self.as_raw(),
-                net.as_raw(),
-                portid,
-                group,
-                err.to_errno(),
-            )
+            bindings::genl_set_err(self.as_raw(), net.as_raw(), portid, group, err.to_errno())
         };
     }
 

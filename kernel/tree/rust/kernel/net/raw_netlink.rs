@@ -387,12 +387,7 @@ impl<T: Input> Socket<T> {
         // every userspace socket of the unit (the unit was not registered,
         // or by this module, which the core recorded).
         let sk = unsafe {
-            bindings::__netlink_kernel_create(
-                net.as_raw(),
-                unit,
-                module.as_ptr(),
-                &mut cfg,
-            )
+            bindings::__netlink_kernel_create(net.as_raw(), unit, module.as_ptr(), &mut cfg)
         };
         // The handler is freed on failure, as it was never published.
         let sk = NonNull::new(sk).ok_or(EBUSY)?;
