@@ -99,7 +99,7 @@ struct Args {
     fuzz_only: bool,
     /// Only these phases, comma-separated, by the report's names: fuzz,
     /// fuzz-coalesced, flood-small-rcvbuf, flood-large-rcvbuf, subscribers,
-    /// concurrency, lifecycle, unload-subscribed, unload-full-queue, faults.
+    /// concurrency, lifecycle, unload-subscribed, netns, unload-full-queue, faults.
     #[arg(long, value_delimiter = ',')]
     phases: Vec<String>,
     /// Where to write the JSON report.
