@@ -1,0 +1,773 @@
+//! # user-async: netlink from a tokio service
+//!
+//! HEADER
+
+use std::fmt::Debug;
+use std::io;
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::{Stream, StreamExt};
+use netlink_packet_core::{
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+};
+use netlink_packet_generic::{GenlHeader, GenlMessage};
+use netlink_proto::sys::{AsyncSocket, SocketAddr, TokioSocket};
+use netlink_proto::ConnectionHandle;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub mod codec;
+pub mod msg;
+
+pub use codec::{diagnose, Codec};
+pub use msg::{extack_message, EchoAttr, EchoGenl, RawMsg};
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// Everything that can go wrong; each message names the fix where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("netlink unit {unit} not available: is {} loaded?", proto::module_for_unit(*unit))]
+    UnitUnavailable { unit: i32 },
+    #[error(
+        "generic netlink family {family} not found: is {} loaded?",
+        proto::module_for_family(family)
+    )]
+    FamilyNotFound { family: String },
+    #[error("{call} failed: {source}")]
+    Os {
+        call: &'static str,
+        source: io::Error,
+    },
+    #[error("no reply from the kernel within {} ms: is the module answering? (raise the timeout if it is just slow)", timeout.as_millis())]
+    Timeout { timeout: Duration },
+    /// An `NLMSG_ERROR` (or an `NLMSG_DONE`) with a non-zero error;
+    /// `errno` is positive (90, not -90).
+    #[error("kernel replied {} (errno {errno}): {}", errno_name(*errno), kernel_detail(*errno, extack))]
+    Kernel { errno: i32, extack: Option<String> },
+    /// A reply that [`Codec`] could not parse: [`diagnose`]'s text.
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+    #[error("receive buffer overrun (ENOBUFS): the kernel dropped messages for this socket; lower --in-flight, or raise the receive buffer (net.core.rmem_default)")]
+    Overrun,
+    #[error("the netlink connection task ended (the socket failed)")]
+    Closed,
+    #[error("the kernel acked request seq {seq} without sending a reply")]
+    NoReply { seq: u32 },
+    #[error("the reply differs from the request (sent {sent} bytes, received {received} bytes)")]
+    Differs { sent: usize, received: usize },
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+    #[error("the message contains a NUL byte: the MSG attribute is a NUL-terminated string")]
+    NulInMessage,
+    /// genetlink's resolver failed for another reason than an unknown name.
+    #[error("genetlink: {0}")]
+    Genetlink(String),
+}
+
+/// The errno's name for the errors the modules return, else "error".
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::EINVAL => "EINVAL",
+        libc::EMSGSIZE => "EMSGSIZE",
+        libc::ENOENT => "ENOENT",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENOMEM => "ENOMEM",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EPERM => "EPERM",
+        _ => "error",
+    }
+}
+
+/// The extended ack's text if there is one, else the errno's description.
+fn kernel_detail(errno: i32, extack: &Option<String>) -> String {
+    match extack {
+        Some(text) => text.clone(),
+        None => io::Error::from_raw_os_error(errno).to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The connection
+// ---------------------------------------------------------------------------
+
+/// What waits for answers: netlink-proto's handle, the connection task,
+/// and what the task's unsolicited messages said.
+struct Conn<P: Debug> {
+    handle: ConnectionHandle<P>,
+    unit: i32,
+    portid: u32,
+    timeout: Duration,
+    /// Bumped by the drain task at each ENOBUFS (netlink-proto's overrun).
+    overruns: watch::Receiver<u64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl<P: Debug> Drop for Conn<P> {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A message's kind once [`Codec`] has read it.
+type Unsolicited<P> = UnboundedReceiver<(NetlinkMessage<P>, SocketAddr)>;
+
+/// Open a socket of `unit` with netlink-sys, bind it, set its options, join
+/// `groups`, and run netlink-proto's connection on it as a tokio task.
+/// Returns the connection and the receiver of its unsolicited messages.
+fn open<P>(unit: i32, groups: &[u32], timeout: Duration) -> Result<(Conn<P>, Unsolicited<P>), Error>
+where
+    P: Debug + NetlinkSerializable + NetlinkDeserializable + Unpin + Send + 'static,
+{
+    let mut socket = match TokioSocket::new(unit as isize) {
+        Ok(socket) => socket,
+        Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => {
+            return Err(Error::UnitUnavailable { unit })
+        }
+        Err(source) => {
+            return Err(Error::Os {
+                call: "socket(AF_NETLINK)",
+                source,
+            })
+        }
+    };
+    let os = |call| move |source| Error::Os { call, source };
+    let sock = socket.socket_mut();
+    let portid = sock.bind_auto().map_err(os("bind"))?.port_number();
+    // Extended acks, and errors that copy only the request's header back.
+    sock.set_ext_ack(true).map_err(os("setsockopt(NETLINK_EXT_ACK)"))?;
+    sock.set_cap_ack(true).map_err(os("setsockopt(NETLINK_CAP_ACK)"))?;
+    for &group in groups {
+        sock.add_membership(group)
+            .map_err(os("setsockopt(NETLINK_ADD_MEMBERSHIP)"))?;
+    }
+    let (mut connection, handle, unsolicited) =
+        netlink_proto::from_socket_with_codec::<P, TokioSocket, Codec>(socket);
+    // Forward the acks (for `--ack`) and NLMSG_DONE (its flags and error).
+    connection.set_forward_ack(true);
+    connection.set_forward_done(true);
+    let (_, overruns) = watch::channel(0);
+    let conn = Conn {
+        handle,
+        unit,
+        portid,
+        timeout,
+        overruns,
+        tasks: vec![tokio::spawn(connection)],
+    };
+    Ok((conn, unsolicited))
+}
+
+impl<P> Conn<P>
+where
+    P: Debug + NetlinkSerializable + NetlinkDeserializable + Unpin + Send + 'static,
+{
+    /// A connection for requests: its unsolicited messages are drained by a
+    /// task that counts netlink-proto's overruns (ENOBUFS), so that the
+    /// requests waiting when replies were dropped fail instead of waiting.
+    fn for_requests(unit: i32, timeout: Duration) -> Result<Conn<P>, Error> {
+        let (mut conn, mut unsolicited) = open::<P>(unit, &[], timeout)?;
+        let (overran, overruns) = watch::channel(0u64);
+        conn.overruns = overruns;
+        conn.tasks.push(tokio::spawn(async move {
+            while let Some((message, _)) = unsolicited.next().await {
+                if matches!(&message.payload, NetlinkPayload::Overrun(b) if b.is_empty()) {
+                    overran.send_modify(|n| *n += 1);
+                }
+            }
+        }));
+        Ok(conn)
+    }
+
+    /// Send `message` (netlink-proto numbers it) and return the stream of
+    /// its answers, which ends after the last one.
+    fn send(
+        &self,
+        payload: P,
+        flags: u16,
+    ) -> Result<impl Stream<Item = NetlinkMessage<P>> + use<P>, Error> {
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
+        message.finalize();
+        self.handle
+            .request(message, SocketAddr::new(0, 0))
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Wait for the next answer of `answers`, within the timeout, failing
+    /// on an overrun of the socket.
+    async fn next(
+        &self,
+        answers: &mut (impl Stream<Item = NetlinkMessage<P>> + Unpin),
+        overruns: &mut watch::Receiver<u64>,
+    ) -> Result<Option<NetlinkMessage<P>>, Error> {
+        let wait = async {
+            tokio::select! {
+                next = answers.next() => Ok(next),
+                _ = overruns.changed() => Err(Error::Overrun),
+            }
+        };
+        if self.timeout.is_zero() {
+            return wait.await;
+        }
+        tokio::time::timeout(self.timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout {
+                timeout: self.timeout,
+            })?
+    }
+
+    /// One request and its reply: the reply's sequence number and payload.
+    /// With `ack`, `NLM_F_ACK` is set and the ack must follow the reply.
+    async fn request(&self, payload: P, ack: bool) -> Result<(u32, P), Error> {
+        let mut overruns = self.overruns.clone();
+        overruns.mark_unchanged();
+        let flags = NLM_F_REQUEST | if ack { NLM_F_ACK } else { 0 };
+        let mut answers = self.send(payload, flags)?;
+        let mut reply = None;
+        let mut acked = None;
+        while let Some(answer) = self.next(&mut answers, &mut overruns).await? {
+            let seq = answer.header.sequence_number;
+            match answer.payload {
+                NetlinkPayload::InnerMessage(p) if reply.is_none() => reply = Some((seq, p)),
+                NetlinkPayload::InnerMessage(p) => {
+                    return Err(Error::Unexpected(format!("a second reply to seq {seq}: {p:?}")))
+                }
+                NetlinkPayload::Error(e) if e.code.is_none() => acked = Some(seq),
+                NetlinkPayload::Error(e) => {
+                    return Err(Error::Kernel {
+                        errno: -e.raw_code(),
+                        extack: extack_message(answer.header.flags, &e.header),
+                    })
+                }
+                NetlinkPayload::Overrun(bytes) => return Err(answered_overrun::<P>(&bytes)),
+                NetlinkPayload::Done(_) => {
+                    return Err(Error::Unexpected(format!("NLMSG_DONE for seq {seq}")))
+                }
+                NetlinkPayload::Noop => {}
+                other => return Err(Error::Unexpected(format!("{other:?}"))),
+            }
+        }
+        match (reply, acked) {
+            (Some(reply), Some(_)) => Ok(reply),
+            (Some(reply), None) if !ack => Ok(reply),
+            (Some((seq, _)), None) => Err(Error::Unexpected(format!(
+                "no ack after the reply to seq {seq}"
+            ))),
+            (None, Some(seq)) => Err(Error::NoReply { seq }),
+            // The stream ended without an answer: the task dropped it.
+            (None, None) => Err(Error::Closed),
+        }
+    }
+}
+
+/// An `Overrun` payload routed to a request: [`Codec`]'s unparsable bytes,
+/// or an `NLMSG_OVERRUN` (which the kernel never sends) if empty.
+fn answered_overrun<P: NetlinkDeserializable + Debug>(bytes: &[u8]) -> Error {
+    if bytes.is_empty() {
+        Error::Overrun
+    } else {
+        Error::Malformed(diagnose::<P>(bytes))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The raw units
+// ---------------------------------------------------------------------------
+
+/// A client of a raw netlink unit ([`proto::RAW_UNIT`],
+/// [`proto::KTHREAD_UNIT`], or a C twin's).
+pub struct RawClient {
+    conn: Conn<RawMsg>,
+}
+
+/// One echo's answer: the sequence number netlink-proto gave the request,
+/// and the reply's payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Echoed {
+    pub seq: u32,
+    pub payload: Vec<u8>,
+}
+
+impl RawClient {
+    /// Open a socket of `unit` and start its connection task; `timeout`
+    /// bounds each reply (zero: wait forever). Must run inside a tokio
+    /// runtime.
+    pub fn connect(unit: i32, timeout: Duration) -> Result<RawClient, Error> {
+        Ok(RawClient {
+            conn: Conn::for_requests(unit, timeout)?,
+        })
+    }
+
+    pub fn unit(&self) -> i32 {
+        self.conn.unit
+    }
+
+    /// The portid the kernel assigned to the socket.
+    pub fn portid(&self) -> u32 {
+        self.conn.portid
+    }
+
+    // ANCHOR: raw_echo
+    /// Echo `payload` through the module, with `NLM_F_ACK` if `ack`.
+    /// Takes `&self`: any number of echoes may be in flight at once, each
+    /// matched to its reply by netlink-proto (sequence number and port).
+    pub async fn echo(&self, payload: &[u8], ack: bool) -> Result<Echoed, Error> {
+        self.request(proto::ECHO_MSG_TYPE, payload, ack).await
+    }
+
+    /// Send one message of type `ty` with `payload`; its reply as it came.
+    pub async fn request(&self, ty: u16, payload: &[u8], ack: bool) -> Result<Echoed, Error> {
+        let msg = RawMsg {
+            ty,
+            payload: payload.to_vec(),
+        };
+        let (seq, reply) = self.conn.request(msg, ack).await?;
+        Ok(Echoed {
+            seq,
+            payload: reply.payload,
+        })
+    }
+    // ANCHOR_END: raw_echo
+}
+
+// ---------------------------------------------------------------------------
+// Generic netlink
+// ---------------------------------------------------------------------------
+
+/// A generic netlink family as genetlink's resolver found it: its id and
+/// its multicast groups.
+pub type Family = genetlink::resolver::Family;
+
+// ANCHOR: resolve
+/// Resolve `family` with genetlink (`CTRL_CMD_GETFAMILY`, on a connection
+/// of its own that ends here): its id and its groups.
+pub async fn resolve(family: &'static str, timeout: Duration) -> Result<Family, Error> {
+    let (connection, handle, _) = genetlink::new_connection().map_err(|source| Error::Os {
+        call: "socket(NETLINK_GENERIC)",
+        source,
+    })?;
+    let task = tokio::spawn(connection);
+    let query = async {
+        genetlink::resolver::Resolver::new()
+            .query_family(&handle, family)
+            .await
+    };
+    let resolved = match timeout.is_zero() {
+        true => Ok(query.await),
+        false => tokio::time::timeout(timeout, query).await,
+    };
+    task.abort();
+    match resolved {
+        Err(_) => Err(Error::Timeout { timeout }),
+        Ok(Ok(family)) => Ok(family),
+        Ok(Err(genetlink::GenetlinkError::NetlinkError(e)))
+            if e.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Err(Error::FamilyNotFound {
+                family: family.into(),
+            })
+        }
+        Ok(Err(e)) => Err(Error::Genetlink(e.to_string())),
+    }
+}
+// ANCHOR_END: resolve
+
+/// A `my_genl` message (or `c_genl`'s: the same commands and attributes).
+pub type GenlMsg = GenlMessage<EchoGenl>;
+
+/// One entry of the echo log: a message of a dump, a `GET` reply, or an
+/// `EVENT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: u32,
+    pub portid: u32,
+    pub msg: Vec<u8>,
+}
+
+impl Entry {
+    fn of(reply: &GenlMsg, cmd: u8) -> Result<Entry, Error> {
+        let p = &reply.payload;
+        if p.cmd != cmd {
+            return Err(Error::Unexpected(format!(
+                "command {} where {cmd} was expected",
+                p.cmd
+            )));
+        }
+        match (p.id(), p.portid(), p.msg()) {
+            (Some(id), Some(portid), Some(msg)) => Ok(Entry {
+                id,
+                portid,
+                msg: msg.to_vec(),
+            }),
+            _ => Err(Error::Unexpected(
+                "an entry without ID, PORTID or MSG".into(),
+            )),
+        }
+    }
+}
+
+/// What a dump received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDump {
+    /// The sequence number of the dump request (and of its messages).
+    pub seq: u32,
+    pub entries: Vec<Entry>,
+    /// Whether a message carried `NLM_F_DUMP_INTR`.
+    pub interrupted: bool,
+}
+
+/// One item of [`GenlClient::dump_stream`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DumpItem {
+    /// An entry, and whether its message carried `NLM_F_DUMP_INTR`.
+    Entry(Entry, bool),
+    /// `NLMSG_DONE`: the dump's sequence number, and whether it carried
+    /// `NLM_F_DUMP_INTR`.
+    Done(u32, bool),
+}
+
+/// A client of a generic netlink family with `my_genl`'s commands.
+pub struct GenlClient {
+    conn: Conn<GenlMsg>,
+    family: Family,
+}
+
+impl GenlClient {
+    /// Resolve `family` with genetlink, then open the connection of the
+    /// requests. Must run inside a tokio runtime.
+    pub async fn connect(family: &'static str, timeout: Duration) -> Result<GenlClient, Error> {
+        let family = resolve(family, timeout).await?;
+        Ok(GenlClient {
+            conn: Conn::for_requests(libc::NETLINK_GENERIC, timeout)?,
+            family,
+        })
+    }
+
+    pub fn family(&self) -> &str {
+        &self.family.name
+    }
+
+    pub fn family_id(&self) -> u16 {
+        self.family.id
+    }
+
+    /// `NETLINK_GENERIC`.
+    pub fn unit(&self) -> i32 {
+        self.conn.unit
+    }
+
+    pub fn portid(&self) -> u32 {
+        self.conn.portid
+    }
+
+    /// The id of multicast group `name`, as the resolver found it.
+    pub fn group(&self, name: &str) -> Option<u32> {
+        self.family.multicast_groups.get(name).copied()
+    }
+
+    /// A message of the family: `cmd` and its attributes.
+    fn message(&self, cmd: u8, attrs: Vec<EchoAttr>) -> GenlMsg {
+        let header = GenlHeader {
+            cmd,
+            version: proto::GENL_FAMILY_VERSION,
+        };
+        GenlMessage::new(header, EchoGenl { cmd, attrs }, self.family.id)
+    }
+
+    // ANCHOR: genl_echo
+    /// `ECHO` with `msg` as `MSG`; the reply's `MSG`.
+    pub async fn echo(&self, msg: &str, ack: bool) -> Result<Echoed, Error> {
+        self.command(proto::GENL_CMD_ECHO, Some(msg), ack).await
+    }
+
+    /// Command `cmd` with an optional `MSG` attribute; the reply's `MSG`.
+    /// Other commands and a missing `MSG` are for testing the module's
+    /// errors.
+    pub async fn command(&self, cmd: u8, msg: Option<&str>, ack: bool) -> Result<Echoed, Error> {
+        let mut attrs = Vec::new();
+        if let Some(msg) = msg {
+            if msg.contains('\0') {
+                return Err(Error::NulInMessage);
+            }
+            attrs.push(EchoAttr::Msg(msg.as_bytes().to_vec()));
+        }
+        let (seq, reply) = self.conn.request(self.message(cmd, attrs), ack).await?;
+        let msg = reply
+            .payload
+            .msg()
+            .ok_or_else(|| Error::Unexpected("reply without a MSG attribute".into()))?;
+        Ok(Echoed {
+            seq,
+            payload: msg.to_vec(),
+        })
+    }
+    // ANCHOR_END: genl_echo
+
+    /// `GET` with `ID` if given (a `do`): that entry of the log.
+    pub async fn get(&self, id: Option<u32>) -> Result<Entry, Error> {
+        let attrs = id.map(EchoAttr::Id).into_iter().collect();
+        let (_, reply) = self
+            .conn
+            .request(self.message(proto::GENL_CMD_GET, attrs), false)
+            .await?;
+        Entry::of(&reply, proto::GENL_CMD_GET)
+    }
+
+    // ANCHOR: dump
+    /// `GET` with `NLM_F_DUMP`: the echo log as a stream, an entry at a
+    /// time as netlink-proto hands the messages over, then
+    /// [`DumpItem::Done`]. An error ends it.
+    pub fn dump_stream(&self) -> Result<impl Stream<Item = Result<DumpItem, Error>> + '_, Error> {
+        let request = self.message(proto::GENL_CMD_GET, Vec::new());
+        let answers = Box::pin(self.conn.send(request, NLM_F_REQUEST | NLM_F_DUMP)?);
+        let mut overruns = self.conn.overruns.clone();
+        overruns.mark_unchanged();
+        let state = (answers, overruns, false);
+        Ok(futures::stream::unfold(
+            state,
+            move |(mut answers, mut overruns, ended)| async move {
+                if ended {
+                    return None;
+                }
+                let item = match self.conn.next(&mut answers, &mut overruns).await {
+                    Ok(Some(answer)) => dump_item(answer),
+                    Ok(None) => Err(Error::Closed),
+                    Err(e) => Err(e),
+                };
+                let ended = !matches!(item, Ok(DumpItem::Entry(..)));
+                Some((item, (answers, overruns, ended)))
+            },
+        ))
+    }
+
+    /// [`GenlClient::dump_stream`], collected.
+    pub async fn dump(&self) -> Result<LogDump, Error> {
+        let mut items = std::pin::pin!(self.dump_stream()?);
+        let mut dump = LogDump {
+            seq: 0,
+            entries: Vec::new(),
+            interrupted: false,
+        };
+        while let Some(item) = items.next().await {
+            match item? {
+                DumpItem::Entry(e, intr) => {
+                    dump.entries.push(e);
+                    dump.interrupted |= intr;
+                }
+                DumpItem::Done(seq, intr) => {
+                    dump.seq = seq;
+                    dump.interrupted |= intr;
+                }
+            }
+        }
+        Ok(dump)
+    }
+    // ANCHOR_END: dump
+}
+
+/// One answer of a dump.
+fn dump_item(answer: NetlinkMessage<GenlMsg>) -> Result<DumpItem, Error> {
+    let intr = answer.header.flags & NLM_F_DUMP_INTR != 0;
+    match answer.payload {
+        NetlinkPayload::InnerMessage(m) => Ok(DumpItem::Entry(
+            Entry::of(&m, proto::GENL_CMD_GET)?,
+            intr,
+        )),
+        NetlinkPayload::Done(done) if done.code == 0 => {
+            Ok(DumpItem::Done(answer.header.sequence_number, intr))
+        }
+        NetlinkPayload::Done(done) => Err(Error::Kernel {
+            errno: -done.code,
+            extack: msg::tlv_message(&done.extended_ack),
+        }),
+        NetlinkPayload::Error(e) => Err(Error::Kernel {
+            errno: -e.raw_code(),
+            extack: extack_message(answer.header.flags, &e.header),
+        }),
+        NetlinkPayload::Overrun(bytes) => Err(answered_overrun::<GenlMsg>(&bytes)),
+        other => Err(Error::Unexpected(format!("{other:?} in a dump"))),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Subscriptions
+// ---------------------------------------------------------------------------
+
+/// A notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Generic netlink `EVENT`: the new log entry.
+    Genl(Entry),
+    /// A raw unit's copy of an echo reply.
+    Raw {
+        seq: u32,
+        portid: u32,
+        payload: Vec<u8>,
+    },
+}
+
+/// What a subscribed socket received next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Event(Event),
+    /// ENOBUFS: the receive queue overflowed and notifications were lost.
+    Lost,
+}
+
+/// A socket that joined a multicast group, and the stream of what it
+/// receives: netlink-proto's unsolicited messages.
+pub struct Subscriber<P: Debug> {
+    conn: Conn<P>,
+    unsolicited: Unsolicited<P>,
+    group: u32,
+}
+
+impl<P: Debug> Subscriber<P> {
+    /// The group id (raw units: the group number) it joined.
+    pub fn group(&self) -> u32 {
+        self.group
+    }
+    pub fn portid(&self) -> u32 {
+        self.conn.portid
+    }
+}
+
+impl Subscriber<RawMsg> {
+    // ANCHOR: subscribe_raw
+    /// Join group [`proto::RAW_GROUP`] of a raw unit.
+    pub fn raw(unit: i32) -> Result<Subscriber<RawMsg>, Error> {
+        let group = proto::RAW_GROUP;
+        let (conn, unsolicited) = open(unit, &[group], Duration::ZERO)?;
+        Ok(Subscriber {
+            conn,
+            unsolicited,
+            group,
+        })
+    }
+    // ANCHOR_END: subscribe_raw
+
+    /// The next notification: a copy of an echo reply.
+    pub async fn next(&mut self) -> Result<Notice, Error> {
+        let (message, _) = self.unsolicited.next().await.ok_or(Error::Closed)?;
+        let header = message.header;
+        match message.payload {
+            NetlinkPayload::InnerMessage(raw) => Ok(Notice::Event(Event::Raw {
+                seq: header.sequence_number,
+                portid: header.port_number,
+                payload: raw.payload,
+            })),
+            NetlinkPayload::Overrun(b) if b.is_empty() => Ok(Notice::Lost),
+            NetlinkPayload::Overrun(b) => Err(Error::Malformed(diagnose::<RawMsg>(&b))),
+            other => Err(Error::Unexpected(format!("{other:?} in a group"))),
+        }
+    }
+}
+
+impl Subscriber<GenlMsg> {
+    // ANCHOR: subscribe_genl
+    /// Join the multicast group `name` of `family`, which the resolver
+    /// found (its id and groups come with the family).
+    pub async fn genl(
+        family: &'static str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(Family, Subscriber<GenlMsg>), Error> {
+        let found = resolve(family, timeout).await?;
+        let group = *found.multicast_groups.get(name).ok_or_else(|| {
+            Error::Unexpected(format!("family {family} has no multicast group {name}"))
+        })?;
+        let (conn, unsolicited) = open(libc::NETLINK_GENERIC, &[group], Duration::ZERO)?;
+        let subscriber = Subscriber {
+            conn,
+            unsolicited,
+            group,
+        };
+        Ok((found, subscriber))
+    }
+    // ANCHOR_END: subscribe_genl
+
+    /// The next notification: an `EVENT`.
+    pub async fn next(&mut self) -> Result<Notice, Error> {
+        let (message, _) = self.unsolicited.next().await.ok_or(Error::Closed)?;
+        match message.payload {
+            NetlinkPayload::InnerMessage(m) => Ok(Notice::Event(Event::Genl(Entry::of(
+                &m,
+                proto::GENL_CMD_EVENT,
+            )?))),
+            NetlinkPayload::Overrun(b) if b.is_empty() => Ok(Notice::Lost),
+            NetlinkPayload::Overrun(b) => Err(Error::Malformed(diagnose::<GenlMsg>(&b))),
+            other => Err(Error::Unexpected(format!("{other:?} in a group"))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Many echoes in flight
+// ---------------------------------------------------------------------------
+
+/// What [`echo_many`] measured.
+#[derive(Clone, Debug)]
+pub struct EchoRun {
+    /// The first request's sequence number, and its reply.
+    pub first: Echoed,
+    pub elapsed: Duration,
+}
+
+// ANCHOR: in_flight
+/// `count` echoes of `payload`, at most `in_flight` outstanding at once,
+/// each reply checked byte for byte. netlink-proto numbers the requests
+/// and routes each reply to its request by sequence number; the futures
+/// complete in any order. An error carries the failed request's index + 1
+/// (the sequence numbers the connection gave them, from 1).
+pub async fn echo_many<F, Fut>(
+    count: u64,
+    in_flight: usize,
+    payload: &[u8],
+    echo: F,
+) -> Result<EchoRun, (u64, Error)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Echoed, Error>>,
+{
+    let start = Instant::now();
+    let mut first = None;
+    let mut replies = futures::stream::iter(1..=count)
+        .map(|n| {
+            let reply = echo();
+            async move { (n, reply.await) }
+        })
+        .buffered(in_flight.max(1));
+    while let Some((n, reply)) = replies.next().await {
+        let reply = reply.map_err(|e| (n, e))?;
+        if reply.payload != payload {
+            let e = Error::Differs {
+                sent: payload.len(),
+                received: reply.payload.len(),
+            };
+            return Err((u64::from(reply.seq), e));
+        }
+        if n == 1 {
+            first = Some(reply);
+        }
+    }
+    let elapsed = start.elapsed();
+    Ok(EchoRun {
+        first: first.unwrap_or_else(|| Echoed {
+            seq: 0,
+            payload: Vec::new(),
+        }),
+        elapsed,
+    })
+}
+// ANCHOR_END: in_flight
+
+#[cfg(test)]
+mod parser_fuzz;
