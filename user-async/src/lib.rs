@@ -13,15 +13,17 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use netlink_packet_generic::{GenlHeader, GenlMessage};
-use netlink_proto::sys::{AsyncSocket, SocketAddr, TokioSocket};
+use netlink_proto::sys::{AsyncSocket, SocketAddr};
 use netlink_proto::ConnectionHandle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub mod codec;
+pub mod driver;
 pub mod msg;
 
 pub use codec::{diagnose, Codec};
+pub use driver::Driving;
 pub use msg::{extack_message, EchoAttr, EchoGenl, RawMsg};
 
 // ---------------------------------------------------------------------------
@@ -121,11 +123,16 @@ type Unsolicited<P> = UnboundedReceiver<(NetlinkMessage<P>, SocketAddr)>;
 /// Open a socket of `unit` with netlink-sys, bind it, set its options, join
 /// `groups`, and run netlink-proto's connection on it as a tokio task.
 /// Returns the connection and the receiver of its unsolicited messages.
-fn open<P>(unit: i32, groups: &[u32], timeout: Duration) -> Result<(Conn<P>, Unsolicited<P>), Error>
+fn open<P>(
+    unit: i32,
+    groups: &[u32],
+    timeout: Duration,
+    driving: Driving,
+) -> Result<(Conn<P>, Unsolicited<P>), Error>
 where
     P: Debug + NetlinkSerializable + NetlinkDeserializable + Unpin + Send + 'static,
 {
-    let mut socket = match TokioSocket::new(unit as isize) {
+    let mut socket = match <driver::CountingSocket as AsyncSocket>::new(unit as isize) {
         Ok(socket) => socket,
         Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => {
             return Err(Error::UnitUnavailable { unit })
@@ -148,7 +155,7 @@ where
             .map_err(os("setsockopt(NETLINK_ADD_MEMBERSHIP)"))?;
     }
     let (mut connection, handle, unsolicited) =
-        netlink_proto::from_socket_with_codec::<P, TokioSocket, Codec>(socket);
+        netlink_proto::from_socket_with_codec::<P, driver::CountingSocket, Codec>(socket);
     // Forward the acks (for `--ack`) and NLMSG_DONE (its flags and error).
     connection.set_forward_ack(true);
     connection.set_forward_done(true);
@@ -159,7 +166,10 @@ where
         portid,
         timeout,
         overruns,
-        tasks: vec![tokio::spawn(connection)],
+        tasks: vec![tokio::spawn(driver::Driver {
+            conn: connection,
+            driving,
+        })],
     };
     Ok((conn, unsolicited))
 }
@@ -171,8 +181,8 @@ where
     /// A connection for requests: its unsolicited messages are drained by a
     /// task that counts netlink-proto's overruns (ENOBUFS), so that the
     /// requests waiting when replies were dropped fail instead of waiting.
-    fn for_requests(unit: i32, timeout: Duration) -> Result<Conn<P>, Error> {
-        let (mut conn, mut unsolicited) = open::<P>(unit, &[], timeout)?;
+    fn for_requests(unit: i32, timeout: Duration, driving: Driving) -> Result<Conn<P>, Error> {
+        let (mut conn, mut unsolicited) = open::<P>(unit, &[], timeout, driving)?;
         let (overran, overruns) = watch::channel(0u64);
         conn.overruns = overruns;
         conn.tasks.push(tokio::spawn(async move {
@@ -301,8 +311,14 @@ impl RawClient {
     /// bounds each reply (zero: wait forever). Must run inside a tokio
     /// runtime.
     pub fn connect(unit: i32, timeout: Duration) -> Result<RawClient, Error> {
+        RawClient::connect_with(unit, timeout, Driving::Batched)
+    }
+
+    /// [`RawClient::connect`], with the connection task polled as
+    /// `driving` says ([`Driving::Stock`]: as netlink-proto ships it).
+    pub fn connect_with(unit: i32, timeout: Duration, driving: Driving) -> Result<RawClient, Error> {
         Ok(RawClient {
-            conn: Conn::for_requests(unit, timeout)?,
+            conn: Conn::for_requests(unit, timeout, driving)?,
         })
     }
 
@@ -444,9 +460,19 @@ impl GenlClient {
     /// Resolve `family` with genetlink, then open the connection of the
     /// requests. Must run inside a tokio runtime.
     pub async fn connect(family: &'static str, timeout: Duration) -> Result<GenlClient, Error> {
+        GenlClient::connect_with(family, timeout, Driving::Batched).await
+    }
+
+    /// [`GenlClient::connect`], with the connection task polled as
+    /// `driving` says.
+    pub async fn connect_with(
+        family: &'static str,
+        timeout: Duration,
+        driving: Driving,
+    ) -> Result<GenlClient, Error> {
         let family = resolve(family, timeout).await?;
         Ok(GenlClient {
-            conn: Conn::for_requests(libc::NETLINK_GENERIC, timeout)?,
+            conn: Conn::for_requests(libc::NETLINK_GENERIC, timeout, driving)?,
             family,
         })
     }
@@ -645,7 +671,7 @@ impl Subscriber<RawMsg> {
     /// Join group [`proto::RAW_GROUP`] of a raw unit.
     pub fn raw(unit: i32) -> Result<Subscriber<RawMsg>, Error> {
         let group = proto::RAW_GROUP;
-        let (conn, unsolicited) = open(unit, &[group], Duration::ZERO)?;
+        let (conn, unsolicited) = open(unit, &[group], Duration::ZERO, Driving::Batched)?;
         Ok(Subscriber {
             conn,
             unsolicited,
@@ -684,7 +710,7 @@ impl Subscriber<GenlMsg> {
         let group = *found.multicast_groups.get(name).ok_or_else(|| {
             Error::Unexpected(format!("family {family} has no multicast group {name}"))
         })?;
-        let (conn, unsolicited) = open(libc::NETLINK_GENERIC, &[group], Duration::ZERO)?;
+        let (conn, unsolicited) = open(libc::NETLINK_GENERIC, &[group], Duration::ZERO, Driving::Batched)?;
         let subscriber = Subscriber {
             conn,
             unsolicited,
