@@ -196,7 +196,9 @@ mod tests {
         assert!(all::<NetlinkCodec>(&datagram).is_empty(), "dropped");
         assert_eq!(
             payloads(&all::<Codec>(&[1, 2, 3])),
-            [Err("a message of 3 bytes, shorter than a netlink header".into())]
+            [Err(
+                "a message of 3 bytes, shorter than a netlink header".into()
+            )]
         );
     }
 }

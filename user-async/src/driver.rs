@@ -24,8 +24,8 @@ use std::task::{Context, Poll};
 
 use netlink_packet_core::{NetlinkDeserializable, NetlinkSerializable};
 use netlink_proto::sys::{AsyncSocket, SocketAddr, TokioSocket};
-use netlink_sys::Socket;
 use netlink_proto::Connection;
+use netlink_sys::Socket;
 
 use crate::Codec;
 

@@ -148,8 +148,10 @@ where
     let sock = socket.socket_mut();
     let portid = sock.bind_auto().map_err(os("bind"))?.port_number();
     // Extended acks, and errors that copy only the request's header back.
-    sock.set_ext_ack(true).map_err(os("setsockopt(NETLINK_EXT_ACK)"))?;
-    sock.set_cap_ack(true).map_err(os("setsockopt(NETLINK_CAP_ACK)"))?;
+    sock.set_ext_ack(true)
+        .map_err(os("setsockopt(NETLINK_EXT_ACK)"))?;
+    sock.set_cap_ack(true)
+        .map_err(os("setsockopt(NETLINK_CAP_ACK)"))?;
     for &group in groups {
         sock.add_membership(group)
             .map_err(os("setsockopt(NETLINK_ADD_MEMBERSHIP)"))?;
@@ -248,7 +250,9 @@ where
             match answer.payload {
                 NetlinkPayload::InnerMessage(p) if reply.is_none() => reply = Some((seq, p)),
                 NetlinkPayload::InnerMessage(p) => {
-                    return Err(Error::Unexpected(format!("a second reply to seq {seq}: {p:?}")))
+                    return Err(Error::Unexpected(format!(
+                        "a second reply to seq {seq}: {p:?}"
+                    )))
                 }
                 NetlinkPayload::Error(e) if e.code.is_none() => acked = Some(seq),
                 NetlinkPayload::Error(e) => {
@@ -316,7 +320,11 @@ impl RawClient {
 
     /// [`RawClient::connect`], with the connection task polled as
     /// `driving` says ([`Driving::Stock`]: as netlink-proto ships it).
-    pub fn connect_with(unit: i32, timeout: Duration, driving: Driving) -> Result<RawClient, Error> {
+    pub fn connect_with(
+        unit: i32,
+        timeout: Duration,
+        driving: Driving,
+    ) -> Result<RawClient, Error> {
         Ok(RawClient {
             conn: Conn::for_requests(unit, timeout, driving)?,
         })
@@ -352,6 +360,55 @@ impl RawClient {
         })
     }
     // ANCHOR_END: raw_echo
+
+    /// Echo every payload of `payloads` with one datagram
+    /// (netlink-proto's `request_batch`); the replies, by sequence number.
+    /// With `coalesce=1`, the raw units answer a batch in shared datagrams.
+    pub async fn echo_batch(&self, payloads: &[&[u8]]) -> Result<Vec<Echoed>, Error> {
+        let messages = payloads.iter().map(|p| {
+            let raw = RawMsg {
+                ty: proto::ECHO_MSG_TYPE,
+                payload: p.to_vec(),
+            };
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST;
+            let mut m = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(raw));
+            m.finalize();
+            m
+        });
+        let mut answers = self
+            .conn
+            .handle
+            .request_batch(messages, SocketAddr::new(0, 0))
+            .map_err(|_| Error::Closed)?;
+        let mut overruns = self.conn.overruns.clone();
+        overruns.mark_unchanged();
+        let mut replies = Vec::new();
+        while replies.len() < payloads.len() {
+            let answer = self
+                .conn
+                .next(&mut answers, &mut overruns)
+                .await?
+                .ok_or(Error::Closed)?;
+            let seq = answer.header.sequence_number;
+            match answer.payload {
+                NetlinkPayload::InnerMessage(r) => replies.push(Echoed {
+                    seq,
+                    payload: r.payload,
+                }),
+                NetlinkPayload::Error(e) => {
+                    return Err(Error::Kernel {
+                        errno: -e.raw_code(),
+                        extack: extack_message(answer.header.flags, &e.header),
+                    })
+                }
+                NetlinkPayload::Overrun(bytes) => return Err(answered_overrun::<RawMsg>(&bytes)),
+                other => return Err(Error::Unexpected(format!("{other:?}"))),
+            }
+        }
+        replies.sort_by_key(|r| r.seq);
+        Ok(replies)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -603,10 +660,9 @@ impl GenlClient {
 fn dump_item(answer: NetlinkMessage<GenlMsg>) -> Result<DumpItem, Error> {
     let intr = answer.header.flags & NLM_F_DUMP_INTR != 0;
     match answer.payload {
-        NetlinkPayload::InnerMessage(m) => Ok(DumpItem::Entry(
-            Entry::of(&m, proto::GENL_CMD_GET)?,
-            intr,
-        )),
+        NetlinkPayload::InnerMessage(m) => {
+            Ok(DumpItem::Entry(Entry::of(&m, proto::GENL_CMD_GET)?, intr))
+        }
         NetlinkPayload::Done(done) if done.code == 0 => {
             Ok(DumpItem::Done(answer.header.sequence_number, intr))
         }
@@ -710,7 +766,12 @@ impl Subscriber<GenlMsg> {
         let group = *found.multicast_groups.get(name).ok_or_else(|| {
             Error::Unexpected(format!("family {family} has no multicast group {name}"))
         })?;
-        let (conn, unsolicited) = open(libc::NETLINK_GENERIC, &[group], Duration::ZERO, Driving::Batched)?;
+        let (conn, unsolicited) = open(
+            libc::NETLINK_GENERIC,
+            &[group],
+            Duration::ZERO,
+            Driving::Batched,
+        )?;
         let subscriber = Subscriber {
             conn,
             unsolicited,

@@ -111,7 +111,12 @@ async fn echo(cli: &Cli) -> anyhow::Result<Report> {
             })
             .await;
             let json = genl_json(&client);
-            (Target::Family(client.family_id()), json, client.portid(), run)
+            (
+                Target::Family(client.family_id()),
+                json,
+                client.portid(),
+                run,
+            )
         }
     };
     let run = run.map_err(|(seq, e)| anyhow::Error::new(e).context(format!("echo seq {seq}")))?;

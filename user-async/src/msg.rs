@@ -8,9 +8,8 @@
 use std::convert::Infallible;
 
 use netlink_packet_core::{
-    DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, NetlinkDeserializable,
-    NetlinkHeader, NetlinkSerializable, Parseable, ParseableParametrized, NLM_F_ACK_TLVS,
-    NLM_F_CAPPED,
+    DecodeError, DefaultNla, Emitable, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable,
+    Nla, NlaBuffer, NlasIterator, Parseable, ParseableParametrized, NLM_F_ACK_TLVS, NLM_F_CAPPED,
 };
 use netlink_packet_generic::{GenlFamily, GenlHeader};
 
@@ -112,9 +111,9 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for EchoAttr {
     fn parse(buf: &NlaBuffer<&'a T>) -> Result<EchoAttr, DecodeError> {
         let value = buf.value();
         let u32_of = |what: &str| -> Result<u32, DecodeError> {
-            let bytes: [u8; 4] = value
-                .try_into()
-                .map_err(|_| DecodeError::from(format!("{what} of {} bytes, not 4", value.len())))?;
+            let bytes: [u8; 4] = value.try_into().map_err(|_| {
+                DecodeError::from(format!("{what} of {} bytes, not 4", value.len()))
+            })?;
             Ok(u32::from_ne_bytes(bytes))
         };
         Ok(match buf.kind() {

@@ -178,6 +178,7 @@ const VM_TESTS: &[(&str, usize)] = &[
     ("tests/c_clients.rs", 13),
     ("user-genl/tests/vm.rs", 17),
     ("user-libnl-style/tests/vm.rs", 17),
+    ("user-async/tests/vm.rs", 22),
 ];
 
 /// An integration test executable with VM tests.
