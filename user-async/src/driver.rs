@@ -116,6 +116,7 @@ where
     pub driving: Driving,
 }
 
+// ANCHOR: driver
 impl<P> Future for Driver<P>
 where
     P: Debug + NetlinkSerializable + NetlinkDeserializable + Unpin,
@@ -149,3 +150,4 @@ where
         }
     }
 }
+// ANCHOR_END: driver
