@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         return match runtime.block_on(subscribe(&cli)) {
             Ok((header, mut subscriber)) => {
                 out.subscribed(&header);
-                out.follow(|| Ok(notice(runtime.block_on(subscriber.next()))?))
+                out.follow(|| notice(runtime.block_on(subscriber.next())))
             }
             Err(err) => out.error(err),
         };
