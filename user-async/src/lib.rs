@@ -171,6 +171,9 @@ pub mod msg;
 pub use codec::{diagnose, Codec};
 pub use driver::Driving;
 pub use msg::{extack_message, EchoAttr, EchoGenl, RawMsg};
+/// An entry of the echo log, a notification and what a subscriber
+/// receives next: the types the CLIs print (`rosetta-cli`).
+pub use rosetta_cli::{Entry, Event, Notice};
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -602,34 +605,25 @@ pub async fn resolve(family: &'static str, timeout: Duration) -> Result<Family, 
 /// A `my_genl` message (or `c_genl`'s: the same commands and attributes).
 pub type GenlMsg = GenlMessage<EchoGenl>;
 
-/// One entry of the echo log: a message of a dump, a `GET` reply, or an
-/// `EVENT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub id: u32,
-    pub portid: u32,
-    pub msg: Vec<u8>,
-}
-
-impl Entry {
-    fn of(reply: &GenlMsg, cmd: u8) -> Result<Entry, Error> {
-        let p = &reply.payload;
-        if p.cmd != cmd {
-            return Err(Error::Unexpected(format!(
-                "command {} where {cmd} was expected",
-                p.cmd
-            )));
-        }
-        match (p.id(), p.portid(), p.msg()) {
-            (Some(id), Some(portid), Some(msg)) => Ok(Entry {
-                id,
-                portid,
-                msg: msg.to_vec(),
-            }),
-            _ => Err(Error::Unexpected(
-                "an entry without ID, PORTID or MSG".into(),
-            )),
-        }
+/// The entry of a `GET` reply, a dump message or an `EVENT` (command
+/// `cmd`): its `ID`, `PORTID` and `MSG`.
+fn entry_of(reply: &GenlMsg, cmd: u8) -> Result<Entry, Error> {
+    let p = &reply.payload;
+    if p.cmd != cmd {
+        return Err(Error::Unexpected(format!(
+            "command {} where {cmd} was expected",
+            p.cmd
+        )));
+    }
+    match (p.id(), p.portid(), p.msg()) {
+        (Some(id), Some(portid), Some(msg)) => Ok(Entry {
+            id,
+            portid,
+            msg: msg.to_vec(),
+        }),
+        _ => Err(Error::Unexpected(
+            "an entry without ID, PORTID or MSG".into(),
+        )),
     }
 }
 
@@ -747,7 +741,7 @@ impl GenlClient {
             .conn
             .request(self.message(proto::GENL_CMD_GET, attrs), false)
             .await?;
-        Entry::of(&reply, proto::GENL_CMD_GET)
+        entry_of(&reply, proto::GENL_CMD_GET)
     }
 
     // ANCHOR: dump
@@ -807,7 +801,7 @@ fn dump_item(answer: NetlinkMessage<GenlMsg>) -> Result<DumpItem, Error> {
     let intr = answer.header.flags & NLM_F_DUMP_INTR != 0;
     match answer.payload {
         NetlinkPayload::InnerMessage(m) => {
-            Ok(DumpItem::Entry(Entry::of(&m, proto::GENL_CMD_GET)?, intr))
+            Ok(DumpItem::Entry(entry_of(&m, proto::GENL_CMD_GET)?, intr))
         }
         NetlinkPayload::Done(done) if done.code == 0 => {
             Ok(DumpItem::Done(answer.header.sequence_number, intr))
@@ -828,27 +822,6 @@ fn dump_item(answer: NetlinkMessage<GenlMsg>) -> Result<DumpItem, Error> {
 // ---------------------------------------------------------------------------
 // Subscriptions
 // ---------------------------------------------------------------------------
-
-/// A notification.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// Generic netlink `EVENT`: the new log entry.
-    Genl(Entry),
-    /// A raw unit's copy of an echo reply.
-    Raw {
-        seq: u32,
-        portid: u32,
-        payload: Vec<u8>,
-    },
-}
-
-/// What a subscribed socket received next.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Notice {
-    Event(Event),
-    /// ENOBUFS: the receive queue overflowed and notifications were lost.
-    Lost,
-}
 
 /// A socket that joined a multicast group, and the stream of what it
 /// receives: netlink-proto's unsolicited messages.
@@ -931,7 +904,7 @@ impl Subscriber<GenlMsg> {
     pub async fn next(&mut self) -> Result<Notice, Error> {
         let (message, _) = self.unsolicited.next().await.ok_or(Error::Closed)?;
         match message.payload {
-            NetlinkPayload::InnerMessage(m) => Ok(Notice::Event(Event::Genl(Entry::of(
+            NetlinkPayload::InnerMessage(m) => Ok(Notice::Event(Event::Genl(entry_of(
                 &m,
                 proto::GENL_CMD_EVENT,
             )?))),

@@ -32,9 +32,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rosetta_cli::{
-    check_usage, Dump, Entry, Event, Fields, Group, Notice, Output, Report, Subscription, Target,
-};
+use rosetta_cli::{check_usage, Dump, Fields, Group, Notice, Output, Report, Subscription, Target};
 use user_async::{echo_many, GenlClient, GenlMsg, RawClient, RawMsg, Subscriber};
 
 /// Echo a message through a netlink-rosetta kernel module (tokio,
@@ -74,7 +72,7 @@ fn main() -> ExitCode {
         return match runtime.block_on(subscribe(&cli)) {
             Ok((header, mut subscriber)) => {
                 out.subscribed(&header);
-                out.follow(|| notice(runtime.block_on(subscriber.next())))
+                out.follow(|| Ok(runtime.block_on(subscriber.next())?))
             }
             Err(err) => out.error(err),
         };
@@ -140,14 +138,6 @@ fn genl_json(c: &GenlClient) -> Fields {
         .num("family_id", c.family_id())
 }
 
-fn entry(e: user_async::Entry) -> Entry {
-    Entry {
-        id: e.id,
-        portid: e.portid,
-        msg: e.msg,
-    }
-}
-
 // ANCHOR: dump
 /// `--dump`: `GenlClient::dump`, the stream of the dump's messages,
 /// collected.
@@ -159,7 +149,7 @@ async fn dump(cli: &Cli) -> anyhow::Result<Dump> {
         json_target: genl_json(&client),
         portid: client.portid(),
         seq: dump.seq,
-        entries: dump.entries.into_iter().map(entry).collect(),
+        entries: dump.entries,
         interrupted: dump.interrupted,
     })
 }
@@ -172,31 +162,12 @@ enum Listener {
 }
 
 impl Listener {
-    async fn next(&mut self) -> Result<user_async::Notice, user_async::Error> {
+    async fn next(&mut self) -> Result<Notice, user_async::Error> {
         match self {
             Listener::Raw(s) => s.next().await,
             Listener::Genl(s) => s.next().await,
         }
     }
-}
-
-/// A notification as `rosetta_cli` prints it.
-fn notice(n: Result<user_async::Notice, user_async::Error>) -> anyhow::Result<Notice> {
-    Ok(match n? {
-        user_async::Notice::Lost => Notice::Lost,
-        user_async::Notice::Event(user_async::Event::Genl(e)) => {
-            Notice::Event(Event::Genl(entry(e)))
-        }
-        user_async::Notice::Event(user_async::Event::Raw {
-            seq,
-            portid,
-            payload,
-        }) => Notice::Event(Event::Raw {
-            seq,
-            portid,
-            payload,
-        }),
-    })
 }
 
 // ANCHOR: subscribe

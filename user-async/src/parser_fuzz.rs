@@ -72,7 +72,7 @@ fn as_our_client(datagram: &[u8]) {
         if let NetlinkPayload::InnerMessage(g) = &m.payload {
             assert!(g.payload.msg().map_or(0, <[u8]>::len) <= datagram.len());
             for cmd in [proto::GENL_CMD_GET, proto::GENL_CMD_EVENT] {
-                let _ = Entry::of(g, cmd);
+                let _ = entry_of(g, cmd);
             }
         }
         let _ = dump_item(m);
