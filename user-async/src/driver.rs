@@ -46,7 +46,7 @@ pub struct CountingSocket {
 }
 
 impl CountingSocket {
-    pub fn new(inner: TokioSocket) -> CountingSocket {
+    pub fn wrap(inner: TokioSocket) -> CountingSocket {
         CountingSocket {
             inner,
             sent: Cell::new(0),
@@ -62,7 +62,7 @@ impl AsyncSocket for CountingSocket {
         self.inner.socket_mut()
     }
     fn new(protocol: isize) -> io::Result<CountingSocket> {
-        TokioSocket::new(protocol).map(CountingSocket::new)
+        TokioSocket::new(protocol).map(CountingSocket::wrap)
     }
     fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let sent = self.inner.poll_send(cx, buf);

@@ -7,17 +7,20 @@
 //! loaded:
 //!
 //! ```text
-//! cargo xtask vm --modules raw -- target/debug/user-async "hello"
-//! cargo xtask vm --modules genl -- target/debug/user-async --module genl --count 1000 --in-flight 64 "hello"
+//! cargo xtask vm --modules kthread -- target/debug/user-async --ack --module kthread "hello"
+//! cargo xtask vm --modules raw -- target/release/user-async --count 2000 --in-flight 1 --size 16
 //! ```
 //!
-//! ```text
-//! module raw: netlink unit 31, portid 1234
-//! echo seq 1: sent 5 bytes, received 5 bytes: "hello"
+//! which printed, in one run (the rate is the emulated VM's):
 //!
-//! module genl: family my_genl id 34, portid 1235
+//! ```text
+//! module kthread: netlink unit 25, portid 304
 //! echo seq 1: sent 5 bytes, received 5 bytes: "hello"
-//! 1000 round trips of 5 bytes in 0.090 s: 11111 round trips/s
+//! ack seq 1: ok
+//!
+//! module raw: netlink unit 31, portid 307
+//! echo seq 1: sent 16 bytes, received 16 bytes: "abcdefghijklmnop"
+//! 2000 round trips of 16 bytes in 0.372 s: 5383 round trips/s
 //! ```
 //!
 //! netlink-proto numbers the requests of each connection from 1; for genl

@@ -190,27 +190,50 @@ fn raw_oversize_is_emsgsize_with_extack() {
     });
 }
 
+/// Runs `f` with the kernel's default receive buffer for new sockets
+/// (208 KiB: other test binaries raise it), then puts back what was set.
+fn with_default_receive_buffers(f: impl FnOnce()) {
+    let knobs = [
+        "/proc/sys/net/core/rmem_max",
+        "/proc/sys/net/core/rmem_default",
+    ];
+    let before: Vec<String> = knobs
+        .iter()
+        .map(|k| std::fs::read_to_string(k).unwrap())
+        .collect();
+    netlink_rosetta::set_receive_buffers(212_992).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    for (knob, value) in knobs.iter().zip(&before) {
+        std::fs::write(knob, value.trim()).unwrap();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// 64 echoes of 16 KiB in flight overflow the default receive buffer of
 /// 208 KiB: the requests waiting fail with the overrun, and the client
 /// goes on.
 #[test]
 #[ignore = "needs the VM with the kernel modules: run `cargo xtask test`"]
 fn raw_enobufs_fails_the_requests_in_flight_then_the_client_goes_on() {
-    run(async {
-        for unit in [proto::KTHREAD_UNIT, C_KTHREAD_UNIT] {
-            let client = raw(unit);
-            let payload = pattern(proto::MAX_PAYLOAD);
-            let run = echo_many(256, 64, &payload, || client.echo(&payload, false)).await;
-            match run {
-                Err((_, Error::Overrun)) => {}
-                other => panic!(
-                    "unit {unit}: expected ENOBUFS, got {:?}",
-                    other.map(|r| r.first.seq)
-                ),
+    with_default_receive_buffers(|| {
+        run(async {
+            for unit in [proto::KTHREAD_UNIT, C_KTHREAD_UNIT] {
+                let client = raw(unit);
+                let payload = pattern(proto::MAX_PAYLOAD);
+                let run = echo_many(256, 64, &payload, || client.echo(&payload, false)).await;
+                match run {
+                    Err((_, Error::Overrun)) => {}
+                    other => panic!(
+                        "unit {unit}: expected ENOBUFS, got {:?}",
+                        other.map(|r| r.first.seq)
+                    ),
+                }
+                let reply = bounded("echo after ENOBUFS", client.echo(b"after", false)).await;
+                assert_eq!(reply.unwrap().payload, b"after", "unit {unit}");
             }
-            let reply = bounded("echo after ENOBUFS", client.echo(b"after", false)).await;
-            assert_eq!(reply.unwrap().payload, b"after", "unit {unit}");
-        }
+        })
     });
 }
 
