@@ -50,15 +50,15 @@
 //!
 //! Measured in the project VM (QEMU TCG, one vCPU, a busy 2-core host),
 //! with `benches/roundtrip.rs`' interleaved ratios (21 rounds of 40 ms a
-//! side, 16-byte echoes; medians) and `strace -f -c` over 2000 round
-//! trips:
+//! side, 16-byte echoes; medians) and `strace -f -c` of its probe over
+//! 2000 round trips (the process's setup included, a few hundred calls):
 //!
 //! | | µs per round trip | ratio | syscalls per round trip |
 //! |---|---:|---:|---:|
 //! | kmod-raw, `user-raw` (blocking) | 13 | 1 | 2.1 (`sendto`, `recvfrom`) |
 //! | kmod-raw, async, one at a time | 133 | 8.8 × user-raw | 5.1 |
 //! | kmod-raw, async, 64 in flight | 59 | 2.45 × faster than one at a time | 2.3 |
-//! | kmod-raw, async, 64 in flight on netlink-proto's own task | 194 | 0.97 × (lockstep) | |
+//! | kmod-raw, async, 64 in flight on netlink-proto's own task | 194 | 0.97 × (lockstep; quartiles 0.82 to 1.52) | |
 //! | kmod-kthread, async one at a time / user-raw | | 3.5 × | |
 //! | kmod-genl, async one at a time / user-raw | | 5.6 × | |
 //!
