@@ -17,7 +17,11 @@
 //! requests in flight before reading) and `batched-N` (N requests in one
 //! datagram). With `ROSETTA_COALESCED` set (the raw units' modules loaded
 //! with `coalesce=1`), the raw units' pipelined and batched modes are named
-//! `...-coalesced`. Throughput is counted in round trips.
+//! `...-coalesced`. Throughput is counted in round trips. The async client
+//! (`user-async`, tokio) has `async/single`, `async/pipelined-8` and
+//! `async/pipelined-64` in every module's group, N echoes outstanding on
+//! one connection, and `async-stock/pipelined-N`: the same on
+//! netlink-proto's connection future as it ships.
 //!
 //! With `ROSETTA_PROBE=<group>/<client>/<mode>/<bytes>:<count>` the binary
 //! runs that benchmark's loop `count` times without criterion and exits:
@@ -561,6 +565,98 @@ fn neli_genl_cases(cases: &mut Vec<Case>) {
     }
 }
 
+/// The async client (`user-async`) on a raw unit or the family: one
+/// request at a time, and 8 or 64 in flight (one `echo_many` of N echoes
+/// per iteration, N outstanding); `async-stock` is the same with
+/// netlink-proto's own connection future, which sends one queued request
+/// per wake-up (see `user-async/src/driver.rs`). Each case owns a
+/// current-thread runtime and its client; an iteration is one `block_on`.
+fn async_cases(group: &'static str, unit: Option<i32>, cases: &mut Vec<Case>) {
+    use user_async::{echo_many, Driving, GenlClient, RawClient};
+    /// A runtime and an echo of `data` on a fresh client of `group`.
+    type Echo = Box<
+        dyn Fn(
+            Vec<u8>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<user_async::Echoed, user_async::Error>>>,
+        >,
+    >;
+    let connect = |driving: Driving| -> Result<(tokio::runtime::Runtime, Echo), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let timeout = Duration::from_secs(5);
+        let echo: Echo = match unit {
+            Some(unit) => {
+                let _guard = rt.enter();
+                let c = std::rc::Rc::new(
+                    RawClient::connect_with(unit, timeout, driving).map_err(|e| e.to_string())?,
+                );
+                Box::new(move |data| {
+                    let c = c.clone();
+                    Box::pin(async move { c.echo(&data, false).await })
+                })
+            }
+            None => {
+                let c = rt
+                    .block_on(GenlClient::connect_with(
+                        proto::GENL_FAMILY_NAME,
+                        timeout,
+                        driving,
+                    ))
+                    .map_err(|e| e.to_string())?;
+                let c = std::rc::Rc::new(c);
+                Box::new(move |data| {
+                    let c = c.clone();
+                    Box::pin(async move {
+                        let text = String::from_utf8(data).expect("letters");
+                        c.echo(&text, false).await
+                    })
+                })
+            }
+        };
+        Ok((rt, echo))
+    };
+    if let Err(e) = connect(Driving::Batched) {
+        eprintln!("SKIPPED {group}/async: {e}");
+        return;
+    }
+    for bytes in SIZES {
+        let (rt, echo) = check("connect", connect(Driving::Batched));
+        let data = payload(bytes);
+        cases.push(Case {
+            group,
+            client: "async",
+            mode: "single".into(),
+            bytes,
+            per_iter: 1,
+            prepare: None,
+            run: Box::new(move || {
+                black_box(check("async echo", rt.block_on(echo(data.clone()))));
+            }),
+        });
+    }
+    for (client, driving) in [("async", Driving::Batched), ("async-stock", Driving::Stock)] {
+        for n in [8usize, 64] {
+            let (rt, echo) = check("connect", connect(driving));
+            let data = payload(16);
+            cases.push(Case {
+                group,
+                client,
+                mode: format!("pipelined-{n}"),
+                bytes: 16,
+                per_iter: n as u64,
+                prepare: None,
+                run: Box::new(move || {
+                    let run = rt.block_on(echo_many(n as u64, n, &data, || echo(data.clone())));
+                    black_box(run.unwrap_or_else(|(i, e)| panic!("async echo {i}: {e}")));
+                }),
+            });
+        }
+    }
+}
+
 /// Receives `n` reply messages, whatever datagrams they come in.
 fn recv_replies(sock: &mut Socket, buf: &mut [u8], n: usize) {
     let mut got = 0;
@@ -919,7 +1015,7 @@ impl Drop for Child {
 }
 
 /// Every benchmark whose group and client `want` accepts (`want` sees the
-/// client's family name: `raw`, `libnl-style`, `neli` or, for the anchors,
+/// client's family name: `raw`, `libnl-style`, `neli`, `async` or, for the anchors,
 /// `anchor`), so that a probe sets up only what it runs.
 fn all_cases(want: impl Fn(&str, &str) -> bool) -> Vec<Case> {
     let mut cases = Vec::new();
@@ -933,6 +1029,9 @@ fn all_cases(want: impl Fn(&str, &str) -> bool) -> Vec<Case> {
         if want(group, "neli") {
             neli_raw_cases(group, unit, &mut cases);
         }
+        if want(group, "async") {
+            async_cases(group, Some(unit), &mut cases);
+        }
     }
     if want("genl", "raw") {
         genl_cases(&mut cases);
@@ -942,6 +1041,9 @@ fn all_cases(want: impl Fn(&str, &str) -> bool) -> Vec<Case> {
     }
     if want("genl", "neli") {
         neli_genl_cases(&mut cases);
+    }
+    if want("genl", "async") {
+        async_cases("genl", None, &mut cases);
     }
     if want("anchor", "anchor") {
         anchor_cases(&mut cases);
@@ -963,6 +1065,8 @@ fn wanted(ids: &[&str]) -> impl Fn(&str, &str) -> bool {
                 "libnl-style"
             } else if client.starts_with("neli") {
                 "neli"
+            } else if client.starts_with("async") {
+                "async"
             } else {
                 client
             };

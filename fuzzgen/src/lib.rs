@@ -2,8 +2,8 @@
 //!
 //! proptest strategies that build netlink and generic netlink messages
 //! whose length fields lie, shared by the clients' parser fuzz tests
-//! (`user-raw`, `user-libnl-style` and `user-genl`, each in its
-//! `src/parser_fuzz.rs`). The shapes are well formed (headers, attributes,
+//! (`user-raw`, `user-libnl-style`, `user-genl` and `user-async`, each in
+//! its `src/parser_fuzz.rs`). The shapes are well formed (headers, attributes,
 //! nesting, error bodies) so that the parsers get past their first checks;
 //! then a length field is shorter than its header, past the end, huge,
 //! unaligned or anything (see [`lie`]), and a datagram may be cut short.

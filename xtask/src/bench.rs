@@ -321,6 +321,27 @@ struct Target {
 /// The targets, all at 16-byte payloads.
 const TARGETS: &[Target] = &[
     Target {
+        what: "async (tokio, netlink-proto) / raw client on raw",
+        a: "raw/async/single/16",
+        b: "raw/raw/single/16",
+        target: Some(1.3),
+        le: true,
+    },
+    Target {
+        what: "async 64 in flight rate / its one-at-a-time rate on raw",
+        a: "raw/async/single/16",
+        b: "raw/async/pipelined-64/16",
+        target: Some(1.5),
+        le: false,
+    },
+    Target {
+        what: "async 64 in flight on netlink-proto's own connection future (one send per wake-up) / one at a time, on raw",
+        a: "raw/async/single/16",
+        b: "raw/async-stock/pipelined-64/16",
+        target: None,
+        le: false,
+    },
+    Target {
         what: "libnl-style / raw client on raw",
         a: "raw/libnl-style/single/16",
         b: "raw/raw/single/16",

@@ -11,11 +11,15 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
-/// The client CLIs: name in the table, and binary.
-const CLIENTS: &[(&str, &str)] = &[
-    ("raw", "user-raw"),
-    ("libnl-style", "user-libnl-style"),
-    ("neli", "user-genl"),
+/// The client CLIs: name in the table, binary, and switches of its own
+/// (the async client one request at a time, then 8 and 64 in flight).
+const CLIENTS: &[(&str, &str, &str)] = &[
+    ("raw", "user-raw", ""),
+    ("libnl-style", "user-libnl-style", ""),
+    ("neli", "user-genl", ""),
+    ("async", "user-async", ""),
+    ("async/8", "user-async", " --in-flight 8"),
+    ("async/64", "user-async", " --in-flight 64"),
 ];
 
 /// Round trips per pair.
@@ -38,10 +42,11 @@ pub fn run_demo() -> Result<i32> {
     std::fs::create_dir_all(&out_dir)?;
     let mut script = String::new();
     for (module, _, _) in KMODS {
-        for (client, bin) in CLIENTS {
+        for (client, bin, own) in CLIENTS {
             let exe = root().join("target/release").join(bin);
+            let file = client.replace('/', "-");
             script += &format!(
-                "{} --module {module} --count {COUNT} --json '{MESSAGE}' > {}/{module}-{client}.json 2>&1\n",
+                "{}{own} --module {module} --count {COUNT} --json '{MESSAGE}' > {}/{module}-{file}.json 2>&1\n",
                 exe.display(),
                 out_dir.display()
             );
@@ -62,8 +67,8 @@ pub fn run_demo() -> Result<i32> {
 
     let mut rows = Vec::new();
     for (module, _, _) in KMODS {
-        for (client, _) in CLIENTS {
-            let file = out_dir.join(format!("{module}-{client}.json"));
+        for (client, _, _) in CLIENTS {
+            let file = out_dir.join(format!("{module}-{}.json", client.replace('/', "-")));
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("no output in {}", file.display()))?;
             rows.push(row(module, client, &text));

@@ -179,6 +179,7 @@ const VM_TESTS: &[(&str, usize)] = &[
     ("tests/netns.rs", 28),
     ("user-genl/tests/vm.rs", 17),
     ("user-libnl-style/tests/vm.rs", 17),
+    ("user-async/tests/vm.rs", 22),
 ];
 
 /// An integration test executable with VM tests.
