@@ -550,6 +550,24 @@ pub fn set_affinity(pid: libc::pid_t, cpu: Option<usize>) {
     );
 }
 
+/// `text` with the number after each `word ` replaced by `N`: for
+/// comparing outputs whose port ids or sequence numbers differ.
+pub fn mask(text: &str, word: &str) -> String {
+    let needle = format!("{word} ");
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&needle) {
+        let (head, tail) = rest.split_at(at + needle.len());
+        out += head;
+        let digits = tail.len() - tail.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            out.push('N');
+        }
+        rest = &tail[digits..];
+    }
+    out + rest
+}
+
 /// A client CLI of the workspace, built next to the running test binary
 /// (`target/<profile>/deps/..`): `workspace_bin("user-raw")`.
 pub fn workspace_bin(name: &str) -> PathBuf {

@@ -20,7 +20,7 @@
 //! VM runner exports it as `ROSETTA_C_CLIENTS`) and the Rust CLIs next to
 //! this test's binary.
 
-use netlink_rosetta::{c_client, C_GENL_FAMILY};
+use netlink_rosetta::{c_client, mask, C_GENL_FAMILY};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -48,23 +48,6 @@ fn run(program: PathBuf, args: &[&str]) -> Run {
 /// (`target/debug/deps/..`).
 fn rust_cli(name: &str) -> PathBuf {
     netlink_rosetta::workspace_bin(name)
-}
-
-/// `text` with the number after each `word ` replaced by `N`.
-fn mask(text: &str, word: &str) -> String {
-    let needle = format!("{word} ");
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(&needle) {
-        let (head, tail) = rest.split_at(at + needle.len());
-        out += head;
-        let digits = tail.len() - tail.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits > 0 {
-            out.push('N');
-        }
-        rest = &tail[digits..];
-    }
-    out + rest
 }
 
 /// The numbers after `word ` in `text`.

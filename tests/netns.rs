@@ -18,8 +18,8 @@
 //! - the client CLIs, Rust and C, unchanged inside a namespace.
 
 use netlink_rosetta::{
-    c_client, no_namespace_left, with_module_unloaded, workspace_bin, HoldOff, Kmod, Netns, C_GENL,
-    C_GENL_FAMILY, C_KTHREAD, C_RAW, GENL, KTHREAD, RAW,
+    c_client, mask, no_namespace_left, with_module_unloaded, workspace_bin, HoldOff, Kmod, Netns,
+    C_GENL, C_GENL_FAMILY, C_KTHREAD, C_RAW, GENL, KTHREAD, RAW,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -505,23 +505,6 @@ fn clis() -> Vec<Cli> {
         &["--family", C_GENL_FAMILY],
     ));
     clis
-}
-
-/// `text` with the number after each `word ` replaced by `N`.
-fn mask(text: &str, word: &str) -> String {
-    let needle = format!("{word} ");
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(&needle) {
-        let (head, tail) = rest.split_at(at + needle.len());
-        out += head;
-        let digits = tail.len() - tail.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits > 0 {
-            out.push('N');
-        }
-        rest = &tail[digits..];
-    }
-    out + rest
 }
 
 #[test]

@@ -35,13 +35,6 @@ void rust_helper_genlmsg_cancel(struct sk_buff *skb, void *hdr)
 	genlmsg_cancel(skb, hdr);
 }
 
-int rust_helper_genlmsg_multicast(const struct genl_family *family,
-				  struct sk_buff *skb, u32 portid,
-				  unsigned int group, gfp_t flags)
-{
-	return genlmsg_multicast(family, skb, portid, group, flags);
-}
-
 int rust_helper_genlmsg_multicast_netns(const struct genl_family *family,
 					struct net *net, struct sk_buff *skb,
 					u32 portid, unsigned int group,

@@ -263,8 +263,9 @@ impl GenlMsg {
     /// Ends the message and sends it to the listeners of `family`'s
     /// multicast group `group` (its index in the family's groups) in the
     /// initial network namespace, but not to `portid`
-    /// (`genlmsg_multicast()`). `ESRCH` means that nobody listens; `EINVAL`
-    /// that the family has no such group.
+    /// (`genlmsg_multicast()`, which is [`GenlMsg::multicast_netns`] in
+    /// `init_net`). `ESRCH` means that nobody listens; `EINVAL` that the
+    /// family has no such group.
     pub fn multicast(
         self,
         family: &'static Family,
@@ -272,15 +273,7 @@ impl GenlMsg {
         group: u32,
         flags: Flags,
     ) -> Result {
-        if group >= family.n_mcgrps() {
-            return Err(EINVAL);
-        }
-        let skb = self.end();
-        // SAFETY: `family` is valid and has group `group` (checked above);
-        // `genlmsg_multicast()` takes over the skb in every other case.
-        to_result(unsafe {
-            bindings::genlmsg_multicast(family.as_raw(), skb, portid, group, flags.as_raw())
-        })
+        self.multicast_netns(family, Namespace::init_ns(), portid, group, flags)
     }
 
     /// Ends the message and sends it to the listeners of `family`'s
