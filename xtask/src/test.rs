@@ -52,6 +52,8 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         .arg(kernel.tree.join(".rustfmt.toml"))
         .args(&kernel_rust))
     .context("format them with the same command without --check")?;
+    step("the YNL spec: valid, and the generated files committed (cargo xtask spec --check)");
+    crate::ynl::generate(&crate::ynl::Tools::of(&kernel)?, false)?;
     step("host tests: cargo test --workspace");
     run(Command::new(env!("CARGO"))
         .current_dir(root())
@@ -178,6 +180,7 @@ const VM_TESTS: &[(&str, usize)] = &[
     ("tests/c_clients.rs", 13),
     ("user-genl/tests/vm.rs", 17),
     ("user-libnl-style/tests/vm.rs", 17),
+    ("tests/ynl.rs", 0),
 ];
 
 /// An integration test executable with VM tests.
