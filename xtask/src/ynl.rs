@@ -145,8 +145,9 @@ pub fn generate(tools: &Tools, write: bool) -> Result<()> {
     }
     if !stale.is_empty() {
         bail!(
-            "{} not what {SPEC} generates (the differences are above): run `cargo xtask spec` and commit the result",
-            stale.join(" and ")
+            "{} {} not what {SPEC} generates (the differences are above): run `cargo xtask spec` and commit the result",
+            stale.join(" and "),
+            if stale.len() == 1 { "is" } else { "are" }
         );
     }
     if !write {
