@@ -832,6 +832,8 @@ pub fn normalise(line: &str) -> String {
     for (marker, kind) in [
         ("portid ", Kind::Int),
         ("\"portid\":", Kind::Int),
+        // ynl's JSON (`--output-json`) has a space after the colon.
+        ("\"portid\": ", Kind::Int),
         (" id ", Kind::Int),
         ("\"family_id\":", Kind::Int),
         ("ID: 0x", Kind::Hex),

@@ -180,7 +180,7 @@ const VM_TESTS: &[(&str, usize)] = &[
     ("tests/c_clients.rs", 13),
     ("user-genl/tests/vm.rs", 17),
     ("user-libnl-style/tests/vm.rs", 17),
-    ("tests/ynl.rs", 0),
+    ("tests/ynl.rs", 4),
 ];
 
 /// An integration test executable with VM tests.
