@@ -203,7 +203,9 @@ fn errors_come_with_the_extended_ack() {
         assert_eq!(missing.status, 1, "{family}: {}", missing.stdout);
         assert!(
             missing.stdout.contains("error: -22")
-                && missing.stdout.contains("'miss-type': 'msg', 'miss-type-doc': 'The echoed string"),
+                && missing
+                    .stdout
+                    .contains("'miss-type': 'msg', 'miss-type-doc': 'The echoed string"),
             "{family}: {}",
             missing.stdout
         );
@@ -256,9 +258,17 @@ fn the_kernel_enforces_the_spec() {
         let longest = "x".repeat(proto::MAX_MSG_LEN);
         let reply = ynl_json(
             &spec,
-            &["--do", "echo", "--json", &json!({ "msg": longest }).to_string()],
+            &[
+                "--do",
+                "echo",
+                "--json",
+                &json!({ "msg": longest }).to_string(),
+            ],
         );
-        assert_eq!(reply["msg"].as_str().map(str::len), Some(proto::MAX_MSG_LEN));
+        assert_eq!(
+            reply["msg"].as_str().map(str::len),
+            Some(proto::MAX_MSG_LEN)
+        );
         let too_long = json!({ "msg": format!("{longest}x") }).to_string();
         let refused = ynl(&spec, &["--do", "echo", "--json", &too_long]);
         assert_eq!(refused.status, 1, "{family}: {}", refused.stdout);

@@ -103,7 +103,11 @@ fn operations_and_group() {
     let attrs = |y: &Yaml| -> Vec<String> {
         y["attributes"]
             .as_vec()
-            .map(|v| v.iter().filter_map(|a| a.as_str().map(String::from)).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|a| a.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     assert_eq!(attrs(&echo["do"]["request"]), ["msg"]);

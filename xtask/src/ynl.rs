@@ -61,6 +61,13 @@ impl Tools {
                 );
             }
         }
+        // The guest sees the tree read-only: compile the tools' library
+        // here, or every run in the VM compiles it again (seconds under TCG).
+        if !dir.join("lib/__pycache__").is_dir() {
+            run(Command::new(&python)
+                .args(["-m", "compileall", "-q"])
+                .arg(dir.join("lib")))?;
+        }
         Ok(Tools {
             python,
             dir,
@@ -119,10 +126,14 @@ pub fn generate(tools: &Tools, write: bool) -> Result<()> {
         let mut cmd = tools.tool(tool);
         cmd.args(*args);
         // ynl-gen-c.py takes --spec and -o, ynl-gen-rst.py -i and -o.
-        cmd.arg(if *tool == "ynl-gen-c.py" { "--spec" } else { "-i" })
-            .arg(&staged_spec)
-            .arg("-o")
-            .arg(&fresh);
+        cmd.arg(if *tool == "ynl-gen-c.py" {
+            "--spec"
+        } else {
+            "-i"
+        })
+        .arg(&staged_spec)
+        .arg("-o")
+        .arg(&fresh);
         run(&mut cmd).with_context(|| format!("{tool} failed on {SPEC}"))?;
         let target = root().join(committed);
         let new = std::fs::read(&fresh)?;
