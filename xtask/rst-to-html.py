@@ -11,6 +11,7 @@
 # The kernel renders these pages with Sphinx; the one Sphinx-only thing in
 # them is the :ref: role, rendered here as a link to the label's section,
 # named by the label's last word ("my_genl-attribute-set-my_genl" -> my_genl).
+# Its headings start at <h3>, under the including page's <h2>.
 # Any docutils warning fails the run. The fragment has no blank line, so
 # that Markdown passes it through as one HTML block.
 
@@ -39,7 +40,7 @@ def main():
         source_path=sys.argv[1],
         writer_name="html5",
         settings_overrides={
-            "initial_header_level": 2,
+            "initial_header_level": 3,
             "report_level": 2,
             "halt_level": 2,
             "doctitle_xform": False,
