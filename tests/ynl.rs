@@ -90,6 +90,19 @@ fn ynl_json(spec: &PathBuf, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("ynl {args:?}: not JSON ({e}):\n{}", run.stdout))
 }
 
+/// Runs ynl, which must fail with `errno` and print an extended ack that
+/// contains `extack` (ynl's rendering of its attributes).
+fn ynl_fails(spec: &PathBuf, args: &[&str], errno: i32, extack: &str) {
+    let run = ynl(spec, args);
+    let spec = spec.display();
+    assert_eq!(run.status, 1, "ynl --spec {spec} {args:?}: {}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("error: {errno}\n")) && run.stdout.contains(extack),
+        "ynl --spec {spec} {args:?}: no error {errno} with {extack:?}:\n{}",
+        run.stdout
+    );
+}
+
 /// A message no other test echoes.
 fn unique(what: &str, family: &str) -> String {
     format!("ynl {what} {family} {}", std::process::id())
@@ -193,26 +206,18 @@ fn subscribe_events() {
 fn errors_come_with_the_extended_ack() {
     for (family, _) in FAMILIES {
         let spec = spec(family);
-        let gone = ynl(&spec, &["--do", "get", "--json", r#"{"id": 4000000000}"#]);
-        assert_eq!(gone.status, 1, "{family}: {}", gone.stdout);
-        assert!(
-            gone.stdout.contains("error: -2")
-                && gone
-                    .stdout
-                    .contains("'msg': 'no entry 4000000000 in the echo log', 'bad-attr': '.id'"),
-            "{family}: {}",
-            gone.stdout
+        ynl_fails(
+            &spec,
+            &["--do", "get", "--json", r#"{"id": 4000000000}"#],
+            -2,
+            "'msg': 'no entry 4000000000 in the echo log', 'bad-attr': '.id'",
         );
         // ynl names the missing attribute from the spec, with its doc.
-        let missing = ynl(&spec, &["--do", "echo"]);
-        assert_eq!(missing.status, 1, "{family}: {}", missing.stdout);
-        assert!(
-            missing.stdout.contains("error: -22")
-                && missing
-                    .stdout
-                    .contains("'miss-type': 'msg', 'miss-type-doc': 'The echoed string"),
-            "{family}: {}",
-            missing.stdout
+        ynl_fails(
+            &spec,
+            &["--do", "echo"],
+            -22,
+            "'miss-type': 'msg', 'miss-type-doc': 'The echoed string",
         );
     }
 }
@@ -275,12 +280,11 @@ fn the_kernel_enforces_the_spec() {
             Some(proto::MAX_MSG_LEN)
         );
         let too_long = json!({ "msg": format!("{longest}x") }).to_string();
-        let refused = ynl(&spec, &["--do", "echo", "--json", &too_long]);
-        assert_eq!(refused.status, 1, "{family}: {}", refused.stdout);
-        assert!(
-            refused.stdout.contains("error: -22") && refused.stdout.contains("'bad-attr': '.msg'"),
-            "{family}: {}",
-            refused.stdout
+        ynl_fails(
+            &spec,
+            &["--do", "echo", "--json", &too_long],
+            -22,
+            "'bad-attr': '.msg'",
         );
     }
 }
