@@ -198,6 +198,9 @@ fn ensure_chromium() -> Result<PathBuf> {
 
 /// Checks the sources, then builds the book into `target/book/`.
 pub fn build() -> Result<PathBuf> {
+    // Before the sources' check: a page includes it.
+    step("rendering the YNL reference page (proto/spec/my_genl.rst) for the book");
+    crate::ynl::render_reference()?;
     step("checking the book's sources: includes, anchors, code blocks");
     check_sources()?;
     let (mdbook, mermaid) = ensure_mdbook()?;
@@ -829,6 +832,8 @@ pub fn normalise(line: &str) -> String {
     for (marker, kind) in [
         ("portid ", Kind::Int),
         ("\"portid\":", Kind::Int),
+        // ynl's JSON (`--output-json`) has a space after the colon.
+        ("\"portid\": ", Kind::Int),
         (" id ", Kind::Int),
         ("\"family_id\":", Kind::Int),
         ("ID: 0x", Kind::Hex),

@@ -1,6 +1,7 @@
 //! What the project needs from outside, installed by the project itself:
-//! Debian packages (apt), bindgen-cli (cargo install) and virtme-ng (a pip
-//! venv), the last two into the project cache.
+//! Debian packages (apt), bindgen-cli (cargo install), virtme-ng and the
+//! YNL tools' Python packages (pip venvs), the last three into the project
+//! cache.
 
 use crate::util::{cache_dir, output, root, run, step};
 use anyhow::{bail, Context, Result};
@@ -153,21 +154,42 @@ pub fn ensure_bindgen() -> Result<PathBuf> {
 /// virtme-ng in a venv in the cache. Returns the venv's `bin/` directory,
 /// which must be on PATH for `vng` to find `virtme-run`.
 pub fn ensure_virtme_ng() -> Result<PathBuf> {
-    let requirements = root().join("xtask/virtme-ng-requirements.txt");
-    let venv = cache_dir()?.join(format!("tools/virtme-ng-{VIRTME_NG_VERSION}"));
+    ensure_venv(
+        &format!("virtme-ng {VIRTME_NG_VERSION}"),
+        &format!("virtme-ng-{VIRTME_NG_VERSION}"),
+        "xtask/virtme-ng-requirements.txt",
+        "vng",
+    )
+}
+
+/// The Python packages of the kernel's YNL tools (`tools/net/ynl/` of the
+/// pinned tree: PyYAML, jsonschema) and docutils, in a venv in the cache.
+/// Returns the venv's `bin/` directory (its `python3` runs the tools).
+pub fn ensure_ynl_python() -> Result<PathBuf> {
+    ensure_venv(
+        "the YNL tools' Python packages",
+        "ynl-python",
+        "xtask/ynl-requirements.txt",
+        "python3",
+    )
+}
+
+/// A venv `tools/<dir>` in the cache with the pinned `requirements` (a
+/// file of the workspace) installed; reinstalled when the file changes.
+/// Returns its `bin/` directory, once it holds `program`.
+fn ensure_venv(what: &str, dir: &str, requirements: &str, program: &str) -> Result<PathBuf> {
+    let requirements = root().join(requirements);
+    let venv = cache_dir()?.join("tools").join(dir);
     let bin = venv.join("bin");
     let stamp = venv.join(".requirements");
     let wanted = std::fs::read_to_string(&requirements)
         .with_context(|| format!("cannot read {}", requirements.display()))?;
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
-        && bin.join("vng").exists()
+        && bin.join(program).exists()
     {
         return Ok(bin);
     }
-    step(format!(
-        "installing virtme-ng {VIRTME_NG_VERSION} into {}",
-        venv.display()
-    ));
+    step(format!("installing {what} into {}", venv.display()));
     run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
         .context("python3 -m venv failed: is python3-venv installed?")?;
     run(Command::new(bin.join("pip"))

@@ -10,9 +10,11 @@
 //! cargo xtask bench [--quick]        criterion benches in the VM, with a summary
 //! cargo xtask harden [--quick]       fuzz, flood and unload every module (debug kernel)
 //! cargo xtask book [--check]         the book into target/book/; --check verifies it
+//! cargo xtask spec [--check]         from the YNL spec: the C header and the reference page
 //! ```
 //!
-//! Everything it needs (Debian packages, bindgen, virtme-ng) it installs
+//! Everything it needs (Debian packages, bindgen, virtme-ng, the YNL tools'
+//! Python packages) it installs
 //! itself; expensive outputs live in the cache (`~/.cache/netlink-rosetta`).
 
 mod bench;
@@ -25,6 +27,7 @@ mod kmod;
 mod test;
 mod util;
 mod vm;
+mod ynl;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -112,6 +115,16 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Validate the YNL spec (proto/spec/my_genl.yaml) with the pinned
+    /// kernel's tools/net/ynl, and write what it generates: the C uAPI
+    /// header (c/include/linux/my_genl.h) and the reference page
+    /// (proto/spec/my_genl.rst).
+    Spec {
+        /// Write nothing: fail unless the committed files are what the
+        /// spec generates (`cargo xtask test` runs this).
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() {
@@ -168,6 +181,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
         Cmd::Harden { quick, seed } => harden::run_harden(quick, seed),
         Cmd::GuestKmsg { .. } => unreachable!("handled before taking the lock"),
         Cmd::Book { check } => book::run_book(check),
+        Cmd::Spec { check } => ynl::run_spec(check),
     }
 }
 

@@ -118,6 +118,7 @@ pub fn run(vm: &VmRun) -> Result<i32> {
         "export ROSETTA_C_CLIENTS={}\n",
         sh_quote(&c_clients_dir().to_string_lossy())
     );
+    s += &crate::ynl::guest_env(vm.kernel, &work)?;
     let mut kos = Vec::new();
     for short in &vm.modules {
         let ko = ko_path(short)?;
