@@ -12,6 +12,8 @@
 //!    normal kernel, the book's commands, whose outputs must match what its
 //!    pages show (see `book.rs`: the book is built and checked in headless
 //!    Chromium first).
+//!    On the debug kernel the binaries of [`NORMAL_KERNEL_ONLY`] are
+//!    skipped, each with a line that says so and why.
 //! 3. Every VM test binary must have passed all its VM tests, and at least
 //!    as many as [`VM_TESTS`] expects: a binary that ran no test, or fewer
 //!    than it has, fails the run instead of passing silently.
@@ -60,7 +62,18 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         .args(["test", "--workspace"]))?;
 
     step("compiling the VM integration tests");
-    let binaries = vm_test_binaries()?;
+    let debug = flavour == crate::kernel::Flavour::Debug;
+    let (binaries, skipped): (Vec<_>, Vec<_>) = vm_test_binaries()?
+        .into_iter()
+        .partition(|b| !debug || normal_kernel_only(&b.src).is_none());
+    for b in &skipped {
+        step(format!(
+            "SKIPPED on the debug kernel: {} ({} VM tests, run on the normal kernel): {}",
+            b.src,
+            b.tests,
+            normal_kernel_only(&b.src).unwrap_or_default()
+        ));
+    }
     let bench = crate::bench::bench_binary()?;
     // Each binary's standard output goes to a file too (`tee`), for the
     // count of passed tests; its exit status through another file, as a
@@ -89,7 +102,6 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         " && echo '==> benches in test mode' && CRITERION_HOME=/tmp/criterion {} --test",
         bench.display()
     );
-    let debug = flavour == crate::kernel::Flavour::Debug;
     let book_dir = crate::book::run_dir();
     if debug {
         // The hardening's quick mode, in the same (slow to boot) VM.
@@ -163,6 +175,24 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
     }
     step("all tests passed");
     Ok(0)
+}
+
+/// The VM test binaries that run on the normal kernel only, and why: the
+/// debug kernel is there for the kernel code's memory and locking errors,
+/// and these exercise no kernel path that the others do not.
+const NORMAL_KERNEL_ONLY: &[(&str, &str)] = &[(
+    "tests/ynl.rs",
+    "it drives the kernel's ynl tool, a Python program that takes about 12 s a run under TCG \
+     and several times that under KASAN, through the same generic netlink paths as \
+     tests/genl_raw_client.rs",
+)];
+
+/// Why `src` runs on the normal kernel only, if it does.
+fn normal_kernel_only(src: &str) -> Option<&'static str> {
+    NORMAL_KERNEL_ONLY
+        .iter()
+        .find(|(s, _)| *s == src)
+        .map(|(_, why)| *why)
 }
 
 /// The VM test binaries, and the fewest VM tests each must have: the
