@@ -28,7 +28,7 @@
 use crate::{
     alloc::{flags::GFP_KERNEL, KBox},
     bindings,
-    error::{code::*, to_result, Result},
+    error::{code::*, to_result, Error, Result},
     types::Opaque,
 };
 use core::{
@@ -352,22 +352,25 @@ unsafe extern "C" fn init_callback<T: Operations>(net: *mut bindings::net) -> c_
     let data = unsafe { &*subsys.data.load(Ordering::Acquire) };
     // SAFETY: The core calls `init` with a valid namespace being set up.
     let net = unsafe { Namespace::from_raw(net) };
-    let state = match data
-        .init(net)
-        .and_then(|state| Ok(KBox::new(state, GFP_KERNEL)?))
-    {
-        Ok(state) => state,
+    // SAFETY: The operations are registered and `net` is being set up.
+    let Some(slot) = (unsafe { subsys.slot(net.as_raw()) }) else {
+        // The core assigns the area before it calls `init`.
+        return EINVAL.to_errno();
+    };
+    // The box first, `init` last: nothing may fail once `init` has made
+    // something that userspace can reach (a kernel socket), or a failed
+    // module load would leave userspace holding a reference on a module
+    // that is freed.
+    let state = match KBox::<T::State>::new_uninit(GFP_KERNEL) {
+        Ok(uninit) => uninit,
+        Err(e) => return Error::from(e).to_errno(),
+    };
+    let state = match data.init(net) {
+        Ok(init) => KBox::write(state, init),
         Err(e) => return e.to_errno(),
     };
-    // SAFETY: The operations are registered and `net` is being set up.
-    match unsafe { subsys.slot(net.as_raw()) } {
-        Some(slot) => {
-            slot.store(KBox::into_raw(state), Ordering::Release);
-            0
-        }
-        // The core assigns the area before it calls `init`.
-        None => EINVAL.to_errno(),
-    }
+    slot.store(KBox::into_raw(state), Ordering::Release);
+    0
 }
 
 /// The `exit` callback of `Subsys<T>`: drops the namespace's state. It
