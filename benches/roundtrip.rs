@@ -11,7 +11,10 @@
 //! `target/rosetta/bench-summary.{json,md,svg}`. A group whose module is not
 //! loaded is skipped with a message on stderr, never silently.
 //!
-//! Groups: `raw`, `kthread`, `genl` (one per module) and `anchor`. Benchmark
+//! Groups: `raw`, `kthread`, `genl` (one per Rust module), `c-raw`,
+//! `c-kthread`, `c-genl` (their C twins in `c/modules/`, with the raw-libc
+//! client only: the bar the Rust modules are measured against) and
+//! `anchor` (a socket pair's round trip, nlctrl's answers). Benchmark
 //! ids are `<client>/<mode>/<payload bytes>`, e.g. `raw/single/16`: modes are
 //! `single` (one request at a time), `pipelined-8` and `pipelined-64` (N
 //! requests in flight before reading) and `batched-N` (N requests in one
@@ -26,7 +29,9 @@
 //! With `ROSETTA_PROBE=<group>/<client>/<mode>/<bytes>:<count>` the binary
 //! runs that benchmark's loop `count` times without criterion and exits:
 //! `cargo xtask bench` runs it under `strace -c` to count syscalls per round
-//! trip. `ROSETTA_PROBE=list` prints every id.
+//! trip. `ROSETTA_PROBE=list` prints every id. With `ROSETTA_PROFILE` set
+//! too, the loop runs between two marker instructions, after a warm-up:
+//! `cargo xtask profile` counts the guest's instructions between them.
 //!
 //! With `ROSETTA_RATIOS=<rounds>:<ms>:<file>` it measures the pairs of ids
 //! listed in `file` (one `<a> <b>` per line) interleaved: each round runs `a`
@@ -60,12 +65,6 @@ use user_raw::genl::GenlMsgHdr;
 use user_raw::{messages, Socket, NLM_F_REQUEST, RECV_BUF_LEN};
 
 const SIZES: [usize; 3] = [16, 1024, 16384];
-
-/// The unit of kmod-raw's C twin, `c/modules/kmod_c_raw.c`.
-const C_REFERENCE_UNIT: i32 = 30;
-
-/// The family of kmod-genl's C twin, `c/modules/kmod_c_genl.c`.
-const C_REFERENCE_FAMILY: &str = "c_genl";
 
 /// A payload of `n` bytes: letters only, so that it is also a valid MSG
 /// string for the generic netlink family.
@@ -113,11 +112,12 @@ fn check<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-/// The suffix of the pipelined and batched modes: `-coalesced` when
-/// `ROSETTA_COALESCED` says that the raw units' modules were loaded with
-/// `coalesce=1` (one reply datagram for many answers).
-fn coalesced_suffix() -> &'static str {
-    if std::env::var_os("ROSETTA_COALESCED").is_some() {
+/// The suffix of the pipelined and batched modes of a module that can
+/// coalesce (the Rust raw units'): `-coalesced` when `ROSETTA_COALESCED`
+/// says that they were loaded with `coalesce=1` (one reply datagram for
+/// many answers).
+fn coalesced_suffix(coalescing: bool) -> &'static str {
+    if coalescing && std::env::var_os("ROSETTA_COALESCED").is_some() {
         "-coalesced"
     } else {
         ""
@@ -125,12 +125,14 @@ fn coalesced_suffix() -> &'static str {
 }
 
 /// The raw-libc client on a raw unit: one, N in flight, or N in a datagram.
-fn raw_cases(group: &'static str, unit: i32, cases: &mut Vec<Case>) {
+/// `coalescing`: whether the module serving it has `coalesce=1` (the Rust
+/// ones; their C twins always send a datagram per answer).
+fn raw_cases(group: &'static str, unit: i32, coalescing: bool, cases: &mut Vec<Case>) {
     if let Err(e) = Socket::connect(unit) {
         eprintln!("SKIPPED group {group}: {e}");
         return;
     }
-    let suffix = coalesced_suffix();
+    let suffix = coalesced_suffix(coalescing);
     for bytes in SIZES {
         let mut sock = check("connect", Socket::connect(unit));
         let data = payload(bytes);
@@ -348,10 +350,10 @@ fn listener(unit: i32, group: u32) -> OwnedFd {
     fd
 }
 
-/// The id of kmod-genl's `events` group, from nlctrl
-/// (`CTRL_ATTR_MCAST_GROUPS`: nested groups of `CTRL_ATTR_MCAST_GRP_NAME`
-/// and `CTRL_ATTR_MCAST_GRP_ID`).
-fn events_group(sock: &mut Socket) -> u32 {
+/// The id of the `events` group of `family` (kmod-genl's or its C twin's),
+/// from nlctrl (`CTRL_ATTR_MCAST_GROUPS`: nested groups of
+/// `CTRL_ATTR_MCAST_GRP_NAME` and `CTRL_ATTR_MCAST_GRP_ID`).
+fn events_group(sock: &mut Socket, family: &str) -> u32 {
     const CTRL_ATTR_MCAST_GROUPS: u16 = 7;
     const CTRL_ATTR_MCAST_GRP_NAME: u16 = 1;
     const CTRL_ATTR_MCAST_GRP_ID: u16 = 2;
@@ -361,7 +363,7 @@ fn events_group(sock: &mut Socket) -> u32 {
         user_raw::put_nul_string(
             &mut attrs,
             user_raw::genl::CTRL_ATTR_FAMILY_NAME,
-            proto::GENL_FAMILY_NAME.as_bytes(),
+            family.as_bytes(),
         ),
     );
     let reply = check(
@@ -380,7 +382,7 @@ fn events_group(sock: &mut Socket) -> u32 {
         "attrs",
         user_raw::find_attr(&reply.attrs, CTRL_ATTR_MCAST_GROUPS),
     )
-    .expect("my_genl has multicast groups");
+    .unwrap_or_else(|| panic!("{family} has no multicast groups"));
     for group in groups.nested() {
         let group = check("group", group);
         let name = check(
@@ -395,7 +397,7 @@ fn events_group(sock: &mut Socket) -> u32 {
             return check("id", id.expect("a group id").u32());
         }
     }
-    panic!("my_genl has no group {}", proto::GENL_MCGRP_EVENTS)
+    panic!("{family} has no group {}", proto::GENL_MCGRP_EVENTS)
 }
 
 /// Sends the dump request `request` and reads the dump to its
@@ -670,21 +672,21 @@ fn recv_replies(sock: &mut Socket, buf: &mut [u8], n: usize) {
     }
 }
 
-/// The raw-libc client on the generic netlink family.
-fn genl_cases(cases: &mut Vec<Case>) {
-    let family =
-        match Socket::connect_genl().and_then(|mut s| s.resolve_family(proto::GENL_FAMILY_NAME)) {
-            Ok(family) => family.id,
-            Err(e) => {
-                eprintln!("SKIPPED group genl: {e}");
-                return;
-            }
-        };
+/// The raw-libc client on a generic netlink family: kmod-genl's `my_genl`
+/// (group `genl`) or its C twin's `c_genl` (group `c-genl`).
+fn genl_cases(group: &'static str, name: &str, cases: &mut Vec<Case>) {
+    let family = match Socket::connect_genl().and_then(|mut s| s.resolve_family(name)) {
+        Ok(family) => family.id,
+        Err(e) => {
+            eprintln!("SKIPPED group {group}: {e}");
+            return;
+        }
+    };
     for bytes in SIZES {
         let mut sock = check("connect", Socket::connect_genl());
         let data = payload(bytes);
         cases.push(Case {
-            group: "genl",
+            group,
             client: "raw",
             mode: "single".into(),
             bytes,
@@ -705,7 +707,7 @@ fn genl_cases(cases: &mut Vec<Case>) {
         let mut sock = check("connect", Socket::connect_genl());
         let attrs = attrs.clone();
         cases.push(Case {
-            group: "genl",
+            group,
             client: "raw",
             mode: format!("pipelined-{n}"),
             bytes: 16,
@@ -721,12 +723,12 @@ fn genl_cases(cases: &mut Vec<Case>) {
             }),
         });
     }
-    let events = events_group(&mut check("connect", Socket::connect_genl()));
+    let events = events_group(&mut check("connect", Socket::connect_genl()), name);
     for listeners in SUBSCRIBERS {
         let mut sock = check("connect", Socket::connect_genl());
         let data = payload(16);
         cases.push(Case {
-            group: "genl",
+            group,
             client: "raw",
             mode: format!("subscribers-{listeners}"),
             bytes: 16,
@@ -745,7 +747,7 @@ fn genl_cases(cases: &mut Vec<Case>) {
     let mut sock = ns.run(|| check("connect in the namespace", Socket::connect_genl()));
     let data = payload(16);
     cases.push(Case {
-        group: "genl",
+        group,
         client: "raw",
         mode: "netns".into(),
         bytes: 16,
@@ -763,7 +765,7 @@ fn genl_cases(cases: &mut Vec<Case>) {
     let mut buf = vec![0; RECV_BUF_LEN];
     let entries = proto::ECHO_LOG_LEN as u64;
     cases.push(Case {
-        group: "genl",
+        group,
         client: "raw",
         mode: format!("dump-{entries}"),
         bytes: 16,
@@ -783,7 +785,7 @@ fn genl_cases(cases: &mut Vec<Case>) {
 }
 
 /// The anchors: what any round trip costs at least, and the kernel's own C
-/// generic netlink answers.
+/// generic netlink answers (nlctrl).
 fn anchor_cases(cases: &mut Vec<Case>) {
     for bytes in SIZES {
         let (a, b) = socketpair();
@@ -820,36 +822,6 @@ fn anchor_cases(cases: &mut Vec<Case>) {
             }),
         });
     }
-    // kmod-raw's C twin (c/modules/kmod_c_raw.c), on unit 30:
-    // what the Rust abstraction costs, compared with plain C.
-    single_cases(
-        "anchor",
-        "c-module",
-        || {
-            let mut sock = Socket::connect(C_REFERENCE_UNIT).map_err(|e| e.to_string())?;
-            Ok(Box::new(move |data: &[u8]| {
-                black_box(check("echo", sock.echo(data)));
-            }))
-        },
-        cases,
-    );
-    // kmod-genl's C twin (c/modules/kmod_c_genl.c), family
-    // c_genl: what the Rust generic netlink abstraction costs.
-    single_cases(
-        "anchor",
-        "c-genl",
-        || {
-            let family = Socket::connect_genl()
-                .and_then(|mut s| s.resolve_family(C_REFERENCE_FAMILY))
-                .map_err(|e| e.to_string())?
-                .id;
-            let mut sock = Socket::connect_genl().map_err(|e| e.to_string())?;
-            Ok(Box::new(move |data: &[u8]| {
-                black_box(check("genl echo", sock.genl_echo(family, data)));
-            }))
-        },
-        cases,
-    );
     // nlctrl answering CTRL_CMD_GETFAMILY for itself.
     let mut sock = check("connect", Socket::connect_genl());
     let mut attrs = Vec::new();
@@ -1021,7 +993,7 @@ fn all_cases(want: impl Fn(&str, &str) -> bool) -> Vec<Case> {
     let mut cases = Vec::new();
     for (group, unit) in [("raw", proto::RAW_UNIT), ("kthread", proto::KTHREAD_UNIT)] {
         if want(group, "raw") {
-            raw_cases(group, unit, &mut cases);
+            raw_cases(group, unit, true, &mut cases);
         }
         if want(group, "libnl-style") {
             libnl_raw_cases(group, unit, &mut cases);
@@ -1034,7 +1006,7 @@ fn all_cases(want: impl Fn(&str, &str) -> bool) -> Vec<Case> {
         }
     }
     if want("genl", "raw") {
-        genl_cases(&mut cases);
+        genl_cases("genl", proto::GENL_FAMILY_NAME, &mut cases);
     }
     if want("genl", "libnl-style") {
         libnl_genl_cases(&mut cases);
@@ -1044,6 +1016,19 @@ fn all_cases(want: impl Fn(&str, &str) -> bool) -> Vec<Case> {
     }
     if want("genl", "async") {
         async_cases("genl", None, &mut cases);
+    }
+    // The C twins (c/modules/), with the raw-libc client only: what the
+    // Rust abstractions cost, compared with the same design in plain C.
+    for (group, unit) in [
+        ("c-raw", netlink_rosetta::C_RAW_UNIT),
+        ("c-kthread", netlink_rosetta::C_KTHREAD_UNIT),
+    ] {
+        if want(group, "raw") {
+            raw_cases(group, unit, false, &mut cases);
+        }
+    }
+    if want("c-genl", "raw") {
+        genl_cases("c-genl", netlink_rosetta::C_GENL_FAMILY, &mut cases);
     }
     if want("anchor", "anchor") {
         anchor_cases(&mut cases);
@@ -1076,6 +1061,17 @@ fn wanted(ids: &[&str]) -> impl Fn(&str, &str) -> bool {
     move |group, family| keys.iter().any(|(g, f)| g == group && f == family)
 }
 
+/// Every group, in the order criterion measures them.
+const GROUPS: [&str; 7] = [
+    "raw",
+    "kthread",
+    "genl",
+    "c-raw",
+    "c-kthread",
+    "c-genl",
+    "anchor",
+];
+
 fn main() {
     if let Ok(spec) = std::env::var("ROSETTA_PROBE") {
         probe(&spec);
@@ -1087,7 +1083,7 @@ fn main() {
     }
     let mut criterion = Criterion::default().configure_from_args();
     let mut cases = all_cases(|_, _| true);
-    for group_name in ["raw", "kthread", "genl", "anchor"] {
+    for group_name in GROUPS {
         let mut group = criterion.benchmark_group(group_name);
         for case in cases.iter_mut().filter(|c| c.group == group_name) {
             group.throughput(Throughput::Elements(case.per_iter));
@@ -1190,7 +1186,42 @@ fn probe(spec: &str) {
         .find(|c| c.id() == id)
         .unwrap_or_else(|| panic!("no benchmark {id}"));
     activate(case);
-    for _ in 0..count.div_ceil(case.per_iter) {
+    let iters = count.div_ceil(case.per_iter);
+    if std::env::var_os("ROSETTA_PROFILE").is_none() {
+        for _ in 0..iters {
+            (case.run)();
+        }
+        return;
+    }
+    // Warm up outside the window, then count only the loop.
+    for _ in 0..iters.div_ceil(10) {
         (case.run)();
     }
+    profile_window(true);
+    for _ in 0..iters {
+        (case.run)();
+    }
+    profile_window(false);
+}
+
+/// Opens or closes the window in which `cargo xtask profile`'s QEMU plugin
+/// (`xtask/profile/rosetta_profile.c`) counts the guest's instructions: it
+/// recognises `xchg rbx, rbx` and `xchg rcx, rcx`, which change nothing and
+/// which no compiler emits.
+#[cfg(target_arch = "x86_64")]
+fn profile_window(open: bool) {
+    // SAFETY: exchanging a register with itself changes no register, no
+    // flag and no memory.
+    unsafe {
+        if open {
+            std::arch::asm!("xchg rbx, rbx", options(nomem, nostack, preserves_flags));
+        } else {
+            std::arch::asm!("xchg rcx, rcx", options(nomem, nostack, preserves_flags));
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn profile_window(_open: bool) {
+    panic!("ROSETTA_PROFILE: the profiling plugin knows x86-64 only");
 }

@@ -93,6 +93,8 @@ pub fn run_book(check: bool) -> Result<i32> {
         cpus: 1,
         rw_dirs: vec![dir.clone()],
         verbose: false,
+        icount: false,
+        plugin: None,
     })?;
     if rc != 0 {
         bail!(

@@ -60,6 +60,8 @@ pub fn run_demo() -> Result<i32> {
         cpus: 1,
         rw_dirs: vec![out_dir.clone()],
         verbose: false,
+        icount: false,
+        plugin: None,
     })?;
     if rc != 0 {
         eprintln!("demo: some client exited with status {rc}; its row says why");

@@ -75,6 +75,8 @@ pub fn run_harden(quick: bool, seed: Option<String>) -> Result<i32> {
         cpus: 2,
         rw_dirs: vec![run_dir()],
         verbose: false,
+        icount: false,
+        plugin: None,
     });
     // The report is worth keeping even when the run failed.
     let report = collect();

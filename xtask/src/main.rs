@@ -7,7 +7,11 @@
 //!                                    run CMD in a VM with the modules inserted
 //! cargo xtask test [--debug]         host tests, then the VM integration tests
 //! cargo xtask demo                   every client against every module: a table
-//! cargo xtask bench [--quick]        criterion benches in the VM, with a summary
+//! cargo xtask bench [--quick] [--icount]
+//!                                    criterion benches in the VM, with a summary;
+//!                                    --icount: guest instructions instead of time
+//! cargo xtask profile ID... [--count N]
+//!                                    guest instructions per function of benchmarks
 //! cargo xtask harden [--quick]       fuzz, flood and unload every module (debug kernel)
 //! cargo xtask book [--check]         the book into target/book/; --check verifies it
 //! cargo xtask spec [--check]         from the YNL spec: the C header and the reference page
@@ -24,6 +28,7 @@ mod deps;
 mod harden;
 mod kernel;
 mod kmod;
+mod profile;
 mod test;
 mod util;
 mod vm;
@@ -68,6 +73,11 @@ enum Cmd {
         /// Show the guest's console (kernel messages) while it runs.
         #[arg(long)]
         verbose: bool,
+        /// QEMU's icount mode: the guest's clock counts its instructions
+        /// (one nanosecond each), so times measured inside are exact
+        /// instruction counts.
+        #[arg(long)]
+        icount: bool,
         /// Boot the debug kernel (KASAN, lockdep, kmemleak); the run also
         /// fails on kmemleak reports that involve our modules or netlink.
         #[arg(long)]
@@ -92,6 +102,23 @@ enum Cmd {
         /// Short measurements: a few minutes in all, for smoke runs.
         #[arg(long)]
         quick: bool,
+        /// Count instructions instead of timing: the VM boots with QEMU's
+        /// icount, so every figure is guest instructions per round trip,
+        /// exact whatever the host is doing; the targets are then the
+        /// instruction ratios (the Rust modules against their C twins).
+        #[arg(long)]
+        icount: bool,
+    },
+    /// Where a benchmark's guest instructions go, per function (kernel and
+    /// user side): a QEMU plugin counts them in a VM booted with icount.
+    /// Two ids also print their difference (a Rust module and its C twin).
+    Profile {
+        /// Benchmark ids (`<group>/<client>/<mode>/<bytes>`, e.g.
+        /// raw/raw/single/16 c-raw/raw/single/16), profiled in one boot.
+        ids: Vec<String>,
+        /// Round trips per benchmark.
+        #[arg(long, default_value_t = 20000)]
+        count: u64,
     },
     /// Fuzz, flood, hammer and unload every module in a VM on the debug
     /// kernel; print a table and write target/rosetta/harden.json.
@@ -160,6 +187,7 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
             timeout,
             cpus,
             verbose,
+            icount,
             debug,
             cmd,
         } => {
@@ -173,11 +201,14 @@ fn dispatch(cmd: Cmd) -> Result<i32> {
                 cpus,
                 rw_dirs: Vec::new(),
                 verbose,
+                icount,
+                plugin: None,
             })
         }
         Cmd::Test { debug } => test::run_tests(flavour(debug)),
         Cmd::Demo => demo::run_demo(),
-        Cmd::Bench { quick } => bench::run_bench(quick),
+        Cmd::Bench { quick, icount } => bench::run_bench(quick, icount),
+        Cmd::Profile { ids, count } => profile::run_profile(&ids, count),
         Cmd::Harden { quick, seed } => harden::run_harden(quick, seed),
         Cmd::GuestKmsg { .. } => unreachable!("handled before taking the lock"),
         Cmd::Book { check } => book::run_book(check),

@@ -66,7 +66,18 @@ pub struct VmRun<'a> {
     pub rw_dirs: Vec<PathBuf>,
     /// Show the guest's console (kernel messages) as it boots and runs.
     pub verbose: bool,
+    /// QEMU's icount mode (`-icount shift=0,sleep=off`): the guest's clock
+    /// advances one nanosecond per guest instruction executed, so a time
+    /// measured in the guest is an instruction count (see `bench.rs`).
+    pub icount: bool,
+    /// A QEMU TCG plugin and its arguments (`-plugin`): `path,arg=value`.
+    pub plugin: Option<String>,
 }
+
+/// QEMU's options for [`VmRun::icount`]: one guest nanosecond per
+/// instruction (`shift=0`), and no waiting for the host's clock when the
+/// guest idles (`sleep=off`: the clock jumps to the next timer instead).
+pub const ICOUNT_QEMU_OPTS: &str = "-icount shift=0,sleep=off";
 
 /// The `.ko` of a module by short name.
 pub fn ko_path(short: &str) -> Result<PathBuf> {
@@ -197,9 +208,21 @@ pub fn run(vm: &VmRun) -> Result<i32> {
     if vm.verbose {
         cmd.arg("--verbose");
     }
+    let mut qemu_opts = Vec::new();
+    if vm.icount {
+        qemu_opts.push(ICOUNT_QEMU_OPTS.to_string());
+    }
+    if let Some(plugin) = &vm.plugin {
+        qemu_opts.push(format!("-plugin {plugin}"));
+    }
+    if !qemu_opts.is_empty() {
+        // One argument: vng passes it on to QEMU split at spaces.
+        cmd.arg(format!("--qemu-opts={}", qemu_opts.join(" ")));
+    }
     cmd.arg("--").arg("sh").arg(&script).process_group(0);
     step(format!(
-        "booting the VM (QEMU TCG, {} vCPU; about 10 s) with modules [{}]: {}",
+        "booting the VM (QEMU TCG{}, {} vCPU; about 10 s) with modules [{}]: {}",
+        if vm.icount { " with icount" } else { "" },
         vm.cpus,
         vm.modules.join(","),
         vm.cmd.join(" ")
