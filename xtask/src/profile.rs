@@ -52,10 +52,10 @@ pub fn run_profile(ids: &[String], count: u64) -> Result<i32> {
             vm::sh_quote(&exe.to_string_lossy())
         );
     }
-    // Last, so that every module's symbols are there.
+    // Where each module's text is (the kernel has no kallsyms).
     script += &format!(
-        "cat /proc/kallsyms > {}\n",
-        vm::sh_quote(&dir.join("kallsyms").to_string_lossy())
+        "cat /proc/modules > {}\n",
+        vm::sh_quote(&dir.join("modules").to_string_lossy())
     );
     step(format!(
         "profiling {} in the VM (icount and the counting plugin: a few minutes)",
@@ -75,7 +75,7 @@ pub fn run_profile(ids: &[String], count: u64) -> Result<i32> {
     if rc != 0 {
         bail!("the profile run failed in the VM (exit status {rc})");
     }
-    let symbols = Symbols::read(&dir.join("kallsyms"))?;
+    let symbols = Symbols::read(&kernel.tree.join("System.map"), &dir.join("modules"))?;
     let windows = windows(&std::fs::read_to_string(&counts)?, &symbols)?;
     if windows.len() != ids.len() {
         bail!(
@@ -150,28 +150,45 @@ pub fn run_profile(ids: &[String], count: u64) -> Result<i32> {
     Ok(0)
 }
 
-/// The guest's symbols, sorted by address, to name the block addresses.
+/// The guest's symbols, sorted by address, to name the block addresses:
+/// the kernel's from its `System.map`, each module's from its `.ko`
+/// (functions of its `.text`, which the loader puts first in the module's
+/// text, at the address `/proc/modules` gives).
 struct Symbols(Vec<(u64, String)>);
 
 impl Symbols {
-    fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("no kallsyms from the guest at {}", path.display()))?;
-        let mut symbols: Vec<(u64, String)> = text
+    fn read(system_map: &Path, modules: &Path) -> Result<Self> {
+        let map = std::fs::read_to_string(system_map)
+            .with_context(|| format!("cannot read {}", system_map.display()))?;
+        let mut symbols: Vec<(u64, String)> = map
             .lines()
             .filter_map(|l| {
                 let mut f = l.split_whitespace();
                 let addr = u64::from_str_radix(f.next()?, 16).ok()?;
                 let kind = f.next()?;
                 let name = f.next()?;
-                let module = f.next().map(|m| format!(" {m}")).unwrap_or_default();
-                // Text symbols only.
-                matches!(kind, "t" | "T" | "w" | "W")
-                    .then(|| (addr, format!("{}{module}", demangle(name))))
+                matches!(kind, "t" | "T" | "w" | "W").then(|| (addr, demangle(name)))
             })
             .collect();
-        if symbols.iter().all(|s| s.0 == 0) {
-            bail!("the guest's kallsyms has no addresses (kptr_restrict?)");
+        let loaded = std::fs::read_to_string(modules)
+            .with_context(|| format!("no /proc/modules from the guest at {}", modules.display()))?;
+        for line in loaded.lines() {
+            // `name size refs deps state address`
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(name), Some(addr)) = (f.first(), f.get(5)) else {
+                continue;
+            };
+            let base = u64::from_str_radix(addr.trim_start_matches("0x"), 16)?;
+            if base == 0 {
+                bail!("/proc/modules shows no addresses (kptr_restrict?)");
+            }
+            let short = vm::all_kmods()
+                .find(|m| m.2 == *name)
+                .map(|m| m.0)
+                .with_context(|| format!("a module we did not load: {name}"))?;
+            for (offset, function) in module_functions(&vm::ko_path(short)?)? {
+                symbols.push((base + offset, format!("{function} [{name}]")));
+            }
         }
         symbols.sort();
         Ok(Symbols(symbols))
@@ -188,6 +205,31 @@ impl Symbols {
             i => self.0[i - 1].1.clone(),
         }
     }
+}
+
+/// The functions of a module's `.text` section: offset and name.
+fn module_functions(ko: &Path) -> Result<Vec<(u64, String)>> {
+    let sections = output(Command::new("readelf").arg("-SW").arg(ko))?;
+    let text = sections
+        .lines()
+        .find_map(|l| {
+            let l = l.trim_start().strip_prefix('[')?;
+            let (index, rest) = l.split_once(']')?;
+            (rest.split_whitespace().next() == Some(".text")).then(|| index.trim().to_string())
+        })
+        .with_context(|| format!("{} has no .text section", ko.display()))?;
+    let table = output(Command::new("readelf").arg("-sW").arg(ko))?;
+    Ok(table
+        .lines()
+        .filter_map(|l| {
+            // `Num: Value Size Type Bind Vis Ndx Name`
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 8 || f[3] != "FUNC" || f[6] != text {
+                return None;
+            }
+            Some((u64::from_str_radix(f[1], 16).ok()?, demangle(f[7])))
+        })
+        .collect())
 }
 
 /// A Rust symbol demangled, with its hash left out; other names as they are.
