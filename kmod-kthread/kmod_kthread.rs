@@ -10,8 +10,10 @@
 //! longer than 16384 bytes; other messages only acknowledged if they ask for
 //! it. An error from the thread is built as `netlink_ack()` builds kmod-raw's:
 //! with a copy of the request unless the client set `NETLINK_CAP_ACK`. The
-//! callback copies what the reply needs out of the skb (which is freed when
-//! it returns) into a bounded queue, and wakes the thread; a full queue
+//! callback keeps what the reply needs beyond its return, when the netlink
+//! core lets go of the skb (a `MessageCopy`: the header, and a reference on
+//! the datagram that holds the payload), in a bounded queue, and wakes the
+//! thread; a full queue
 //! answers at once with -ENOBUFS. The thread sleeps until there is work or a
 //! stop request: no polling. What the callback answers itself (-EMSGSIZE,
 //! -ENOBUFS, acks of messages that are not requests) can therefore overtake
@@ -146,7 +148,7 @@ impl Queue {
         if request.payload().len() > proto::MAX_PAYLOAD {
             return Err(EMSGSIZE);
         }
-        let copy = request.copy(GFP_KERNEL)?;
+        let copy = request.copy()?;
         let mut state = self.state.lock();
         if state.stopping {
             return Err(EAGAIN);
@@ -159,9 +161,11 @@ impl Queue {
         Ok(())
     }
 
-    /// Sleeps until there are requests, and takes them all; `None` once the
-    /// module is stopping.
-    fn pop_all(&self) -> Option<KVec<MessageCopy>> {
+    /// Sleeps until there are requests, and takes them all: they are
+    /// swapped into `batch`, which is empty, and the queue keeps `batch`'s
+    /// buffer, so that once both buffers have grown nothing allocates.
+    /// `false` once the module is stopping.
+    fn pop_all(&self, batch: &mut KVec<MessageCopy>) -> bool {
         let mut state = self.state.lock();
         while state.requests.is_empty() && !state.stopping {
             // Returns on a notification, or at once once `kthread_stop()`
@@ -170,9 +174,10 @@ impl Queue {
             let _ = self.work.wait_interruptible(&mut state);
         }
         if state.stopping {
-            return None;
+            return false;
         }
-        Some(core::mem::replace(&mut state.requests, KVec::new()))
+        core::mem::swap(&mut state.requests, batch);
+        true
     }
 
     /// Ends `pop_all` for good. The requests still queued are dropped
@@ -202,7 +207,8 @@ struct Worker {
 impl Run for Worker {
     fn run(&self, _thread: &Context<'_>) {
         let queue = &self.sockets.data().queue;
-        while let Some(requests) = queue.pop_all() {
+        let mut requests = KVec::new();
+        while queue.pop_all(&mut requests) {
             // The requests of one namespace go through its socket, which is
             // there: each request holds its namespace.
             for batch in requests.chunk_by(|a, b| a.net() == b.net()) {
@@ -223,6 +229,8 @@ impl Run for Worker {
                 // A lost datagram is reported to its receiver (ENOBUFS).
                 let _ = replies.flush();
             }
+            // Answered: their references go, their buffer stays.
+            requests.clear();
         }
     }
 

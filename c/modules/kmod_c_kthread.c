@@ -88,21 +88,20 @@ static bool echoes(const struct nlmsghdr *nlh)
 /* ANCHOR: queue */
 /*
  * A request waiting for the thread. The callback's skb is freed when the
- * callback returns, so the request must outlive it: the Rust twin copies
- * the header, the payload, the sender's port id and its NETLINK_CAP_ACK
- * flag. C has no public way to read that flag (it is in struct
- * netlink_sock, private to net/netlink/; the Rust abstraction reads it
- * through a helper built into the kernel), and the thread's errors must be
- * what netlink_ack() sends: a copy of the request unless the sender set
- * NETLINK_CAP_ACK. So the queue keeps the skb itself (skb_get()) and a
- * reference on the sender's socket, which netlink_ack() reads, and the
- * thread calls netlink_ack() as kmod_c_raw does: its acks and errors are
- * the same bytes by construction, and it echoes straight from the skb. The
- * price: a queued request holds its whole datagram and the sender's socket
- * until it is answered; the capacity bounds how many do. It also holds its
- * network namespace, as the Rust twin's MessageCopy does: the namespace's
- * kernel socket (skb->sk, which the thread replies through) stays until
- * the request is answered, even if the namespace's last process is gone.
+ * callback returns, so the request must outlive it: the queue keeps the skb
+ * itself (skb_get()), as the Rust twin's MessageCopy does, and a reference
+ * on the sender's socket, which netlink_ack() reads (for NETLINK_CAP_ACK),
+ * and the thread calls netlink_ack() as kmod_c_raw does: its acks and
+ * errors are the same bytes by construction, and it echoes straight from
+ * the skb. The price: a queued request holds its whole datagram and the
+ * sender's socket until it is answered; the capacity bounds how many do.
+ * The skb is charged to the kernel socket that received it (skb->sk), which
+ * it must not outlive: the requests are freed before the sockets are
+ * released (c_kthread_exit()); the Rust twin holds a reference on that
+ * socket instead. A request also holds its network namespace, as the Rust
+ * twin's MessageCopy does: the namespace's kernel socket (which the thread
+ * replies through) stays until the request is answered, even if the
+ * namespace's last process is gone.
  */
 struct request {
 	struct list_head list;

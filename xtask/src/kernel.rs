@@ -294,7 +294,9 @@ fn apply_overlay(base: &Path, tree: &Path) -> Result<()> {
         .collect::<Result<_>>()?;
     for patch in &patches {
         for line in std::fs::read_to_string(patch)?.lines() {
+            // `+++ b/<path>`, maybe followed by a tab and a timestamp.
             if let Some(path) = line.strip_prefix("+++ b/") {
+                let path = path.split(['\t', ' ']).next().unwrap_or(path);
                 touched.push(path.trim().to_string());
             }
         }

@@ -111,7 +111,8 @@ enum Cmd {
     },
     /// Where a benchmark's guest instructions go, per function (kernel and
     /// user side): a QEMU plugin counts them in a VM booted with icount.
-    /// Two ids also print their difference (a Rust module and its C twin).
+    /// Pairs of ids also print their difference (a Rust module and its C
+    /// twin: the first and second id, the third and fourth, ...).
     Profile {
         /// Benchmark ids (`<group>/<client>/<mode>/<bytes>`, e.g.
         /// raw/raw/single/16 c-raw/raw/single/16), profiled in one boot.

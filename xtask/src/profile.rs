@@ -106,36 +106,11 @@ pub fn run_profile(ids: &[String], count: u64) -> Result<i32> {
             "functions": sorted.iter().map(|(name, n)| json!([name, per_rt(**n)])).collect::<Vec<_>>(),
         }));
     }
-    if let [a, b] = &windows[..] {
-        let _ = writeln!(
-            report,
-            "\n{} minus {}, per round trip (functions that differ by at least 0.5):\n",
-            ids[0], ids[1]
-        );
-        let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        let mut diffs: Vec<(f64, f64, f64, &String)> = names
-            .into_iter()
-            .map(|name| {
-                let x = *a.get(name).unwrap_or(&0) as f64 / count as f64;
-                let y = *b.get(name).unwrap_or(&0) as f64 / count as f64;
-                (x - y, x, y, name)
-            })
-            .filter(|d| d.0.abs() >= 0.5)
-            .collect();
-        diffs.sort_by(|p, q| q.0.abs().total_cmp(&p.0.abs()));
-        let _ = writeln!(report, "{:>9} {:>9} {:>9}  function", "diff", "a", "b");
-        for (d, x, y, name) in diffs {
-            let _ = writeln!(report, "{d:>+9.1} {x:>9.1} {y:>9.1}  {name}");
+    // Pairs (the 1st and 2nd id, the 3rd and 4th, ...): their difference.
+    if windows.len() % 2 == 0 {
+        for (pair, w) in ids.chunks(2).zip(windows.chunks(2)) {
+            report += &difference(&pair[0], &pair[1], &w[0], &w[1], count);
         }
-        let ta: u64 = a.values().sum();
-        let tb: u64 = b.values().sum();
-        let _ = writeln!(
-            report,
-            "{:>+9.1} {:>9.1} {:>9.1}  (total)",
-            (ta as f64 - tb as f64) / count as f64,
-            ta as f64 / count as f64,
-            tb as f64 / count as f64
-        );
     }
     print!("{report}");
     std::fs::write(dir.join("report.txt"), &report)?;
@@ -148,6 +123,44 @@ pub fn run_profile(ids: &[String], count: u64) -> Result<i32> {
         dir.display()
     ));
     Ok(0)
+}
+
+/// The report's table of `a` minus `b`, per round trip: the functions
+/// that differ by at least half an instruction, the largest first.
+fn difference(
+    id_a: &str,
+    id_b: &str,
+    a: &BTreeMap<String, u64>,
+    b: &BTreeMap<String, u64>,
+    count: u64,
+) -> String {
+    let per_rt = |n: u64| n as f64 / count as f64;
+    let mut out = format!(
+        "\n{id_a} minus {id_b}, per round trip (functions that differ by at least 0.5):\n\n{:>9} {:>9} {:>9}  function\n",
+        "diff", "a", "b"
+    );
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let mut diffs: Vec<(f64, f64, f64, &String)> = names
+        .into_iter()
+        .map(|name| {
+            let x = per_rt(*a.get(name).unwrap_or(&0));
+            let y = per_rt(*b.get(name).unwrap_or(&0));
+            (x - y, x, y, name)
+        })
+        .filter(|d| d.0.abs() >= 0.5)
+        .collect();
+    diffs.sort_by(|p, q| q.0.abs().total_cmp(&p.0.abs()));
+    for (d, x, y, name) in diffs {
+        let _ = writeln!(out, "{d:>+9.1} {x:>9.1} {y:>9.1}  {name}");
+    }
+    let (ta, tb) = (per_rt(a.values().sum()), per_rt(b.values().sum()));
+    let _ = writeln!(
+        out,
+        "{:>+9.1} {ta:>9.1} {tb:>9.1}  (total: {:.4}×)",
+        ta - tb,
+        ta / tb
+    );
+    out
 }
 
 /// The guest's symbols, sorted by address, to name the block addresses:

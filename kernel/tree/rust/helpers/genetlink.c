@@ -1,33 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * netlink-rosetta: wrappers of the generic netlink static inlines that
- * `kernel::net::netlink` (generic netlink) calls.
+ * `kernel::net::netlink` (generic netlink) calls. Those that are one call
+ * to an exported function (genlmsg_new(), genlmsg_put_reply(),
+ * genlmsg_reply(), genl_has_listeners()) the Rust side makes itself.
  */
 
 #ifdef CONFIG_NET
 
 #include <net/genetlink.h>
 
-struct sk_buff *rust_helper_genlmsg_new(size_t payload, gfp_t flags)
-{
-	return genlmsg_new(payload, flags);
-}
-
-void *rust_helper_genlmsg_put_reply(struct sk_buff *skb, struct genl_info *info,
-				    const struct genl_family *family, int flags,
-				    u8 cmd)
-{
-	return genlmsg_put_reply(skb, info, family, flags, cmd);
-}
-
 void rust_helper_genlmsg_end(struct sk_buff *skb, void *hdr)
 {
 	genlmsg_end(skb, hdr);
-}
-
-int rust_helper_genlmsg_reply(struct sk_buff *skb, struct genl_info *info)
-{
-	return genlmsg_reply(skb, info);
 }
 
 void rust_helper_genlmsg_cancel(struct sk_buff *skb, void *hdr)
@@ -46,12 +31,6 @@ int rust_helper_genlmsg_multicast_netns(const struct genl_family *family,
 struct net *rust_helper_genl_info_net(const struct genl_info *info)
 {
 	return genl_info_net(info);
-}
-
-int rust_helper_genl_has_listeners(const struct genl_family *family,
-				   struct net *net, unsigned int group)
-{
-	return genl_has_listeners(family, net, group);
 }
 
 int rust_helper_genl_set_err(const struct genl_family *family,

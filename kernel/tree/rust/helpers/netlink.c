@@ -2,7 +2,10 @@
 /*
  * netlink-rosetta: wrappers of the netlink static inlines and macros that
  * `kernel::net::raw_netlink` calls, and the input callback of every Rust kernel
- * netlink socket.
+ * netlink socket. Where an inline is one call to an exported function
+ * (nlmsg_unicast(), nlmsg_put() after its room check, nlmsg_new()) or a
+ * cast (NETLINK_CB(), nlmsg_data()), the Rust side does it itself: a
+ * wrapper here is a call that C does not make, on every message.
  */
 
 #ifdef CONFIG_NET
@@ -18,33 +21,6 @@
  * unit is registered.
  */
 #include "../../net/netlink/af_netlink.h"
-
-struct netlink_skb_parms *rust_helper_NETLINK_CB(struct sk_buff *skb)
-{
-	return &NETLINK_CB(skb);
-}
-
-struct sk_buff *rust_helper_nlmsg_new(size_t payload, gfp_t flags)
-{
-	return nlmsg_new(payload, flags);
-}
-
-struct nlmsghdr *rust_helper_nlmsg_put(struct sk_buff *skb, u32 portid,
-				       u32 seq, int type, int payload,
-				       int flags)
-{
-	return nlmsg_put(skb, portid, seq, type, payload, flags);
-}
-
-void *rust_helper_nlmsg_data(const struct nlmsghdr *nlh)
-{
-	return nlmsg_data(nlh);
-}
-
-int rust_helper_nlmsg_unicast(struct sock *sk, struct sk_buff *skb, u32 portid)
-{
-	return nlmsg_unicast(sk, skb, portid);
-}
 
 int rust_helper_nlmsg_multicast(struct sock *sk, struct sk_buff *skb,
 				u32 portid, unsigned int group, gfp_t flags)
@@ -107,6 +83,19 @@ void rust_helper_netlink_report_loss(struct sock *sk)
 	WRITE_ONCE(sk->sk_err, ENOBUFS);
 	sk_error_report(sk);
 }
+
+struct sk_buff *rust_helper_skb_get(struct sk_buff *skb)
+{
+	return skb_get(skb);
+}
+
+#ifndef CONFIG_TRACEPOINTS
+/* A function of its own with tracepoints, an inline without. */
+void rust_helper_consume_skb(struct sk_buff *skb)
+{
+	consume_skb(skb);
+}
+#endif
 
 void rust_helper_sock_hold(struct sock *sk)
 {

@@ -59,6 +59,7 @@ impl Namespace {
     /// # Safety
     ///
     /// `net` must satisfy the type invariants for `'a`.
+    #[inline]
     pub(crate) unsafe fn from_raw<'a>(net: *mut bindings::net) -> &'a Self {
         // SAFETY: `Namespace` is a transparent wrapper of `struct net`, and
         // the caller guarantees that `net` is valid for `'a`.
@@ -66,6 +67,7 @@ impl Namespace {
     }
 
     /// The initial network namespace (`init_net`), which lives forever.
+    #[inline]
     pub fn init_ns() -> &'static Self {
         // SAFETY: `init_net` is set up before any module or initcall that
         // networking code runs in, and never dismantled.
@@ -73,11 +75,13 @@ impl Namespace {
     }
 
     /// The C `struct net`.
+    #[inline]
     pub fn as_raw(&self) -> *mut bindings::net {
         self.0.get()
     }
 
     /// Whether this is the initial network namespace.
+    #[inline]
     pub fn is_init(&self) -> bool {
         self == Self::init_ns()
     }
@@ -89,6 +93,7 @@ impl Namespace {
     ///
     /// The namespace's reference count must not be zero: it is set up, and
     /// something holds a counted reference for the duration of the call.
+    #[inline]
     pub(crate) unsafe fn get(&self) -> NetRef {
         let tracker = Opaque::uninit();
         // SAFETY: The namespace is valid and referenced (the caller's
@@ -105,6 +110,7 @@ impl Namespace {
 
 impl PartialEq for Namespace {
     /// Whether both are the same namespace (`net_eq()`).
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         ptr::eq(self.as_raw(), other.as_raw())
     }
@@ -144,6 +150,7 @@ impl Deref for NetRef {
 }
 
 impl Drop for NetRef {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant, we hold the reference that
         // `tracker` tracks; it is given up exactly once, here.
@@ -416,6 +423,7 @@ impl<T: Operations> Registration<T> {
     /// The state lives as long as both borrows: the registration is not
     /// dropped meanwhile, and a namespace that can be borrowed is not
     /// being dismantled.
+    #[inline]
     pub fn state<'a>(&'a self, net: &'a Namespace) -> Option<&'a T::State> {
         // SAFETY: By the type invariant, the operations are registered; by
         // the invariant of `Namespace`, `net` is valid and not dismantled

@@ -60,7 +60,7 @@ use crate::{
     bindings,
     error::{code::*, to_result, Error, Result},
     net::namespace::Namespace,
-    net::raw_netlink::{nlmsg_align, MAX_SKB_SIZE, NLMSG_HDRLEN},
+    net::raw_netlink::{nlmsg_align, SocketRef, MAX_SKB_SIZE, NLMSG_HDRLEN},
     prelude::*,
     str::CStr,
     sync::{Arc, ArcBorrow},
@@ -89,6 +89,7 @@ pub const NLA_HDRLEN: usize = nlmsg_align(size_of::<bindings::nlattr>());
 ///
 /// `payload` must be below `usize::MAX - NLA_HDRLEN - NLMSG_ALIGNTO`; an
 /// attribute payload is at most [`MAX_ATTR_PAYLOAD`] bytes.
+#[inline]
 pub const fn nla_total_size(payload: usize) -> usize {
     nlmsg_align(NLA_HDRLEN + payload)
 }
@@ -123,15 +124,14 @@ impl NetlinkSkBuff {
     /// Allocates a buffer for one generic netlink message with `size` bytes
     /// of attributes (`genlmsg_new()`). Fails with `EMSGSIZE` when the
     /// message would exceed [`MAX_SKB_SIZE`], and with `ENOMEM`.
+    #[inline]
     pub fn new(size: usize, flags: Flags) -> Result<NetlinkSkBuff> {
         if size > MAX_SKB_SIZE - GENL_HDRLEN - 2 * NLMSG_HDRLEN {
             return Err(EMSGSIZE);
         }
-        // SAFETY: `genlmsg_new()` may be called with any flags; `size` is
-        // small enough for its `int` arithmetic. It returns NULL on failure.
-        let skb = unsafe { bindings::genlmsg_new(size, flags.as_raw()) };
-        // SAFETY: A non-NULL result is a new skb that nothing else has.
-        Ok(unsafe { Self::from_raw(NonNull::new(skb).ok_or(ENOMEM)?) })
+        // `genlmsg_new()`: a netlink message with room for the generic
+        // netlink header and `size` bytes (`genlmsg_total_size()`).
+        Self::nlmsg_new(nlmsg_align(GENL_HDRLEN + size), flags)
     }
 
     /// Starts a message of `family` with command `cmd` (`genlmsg_put()`):
@@ -155,11 +155,20 @@ impl NetlinkSkBuff {
     /// Starts the reply to `info` with command `cmd`
     /// (`genlmsg_put_reply()`): the headers carry the request's sequence
     /// number, the requester's port id, and the family's id and version.
+    #[inline]
     pub fn genlmsg_put_reply(self, info: &Info<'_>, cmd: u8) -> Result<GenlMsg> {
         // SAFETY: The skb is ours, and `info` is a valid `genl_info` whose
-        // `family` is registered.
+        // `family` is registered. This is `genlmsg_put_reply()`.
         let hdr = unsafe {
-            bindings::genlmsg_put_reply(self.as_raw(), info.raw, (*info.raw).family, 0, cmd)
+            let info = info.raw;
+            bindings::genlmsg_put(
+                self.as_raw(),
+                (*info).snd_portid,
+                (*info).snd_seq,
+                (*info).family,
+                0,
+                cmd,
+            )
         };
         let hdr = NonNull::new(hdr).ok_or(EMSGSIZE)?;
         // INVARIANT: `hdr` is the user header of the message just started.
@@ -172,22 +181,26 @@ impl NetlinkSkBuff {
     ///
     /// `skb` must be a valid skb for netlink messages that nothing else
     /// references.
+    #[inline]
     pub(crate) unsafe fn from_raw(skb: NonNull<bindings::sk_buff>) -> Self {
         // INVARIANT: The caller passes a valid skb that is exclusively ours.
         Self { skb }
     }
 
+    #[inline]
     pub(crate) fn as_raw(&self) -> *mut bindings::sk_buff {
         self.skb.as_ptr()
     }
 
     /// Gives up ownership of the skb, for a C function that consumes it.
+    #[inline]
     pub(crate) fn into_raw(self) -> *mut bindings::sk_buff {
         ManuallyDrop::new(self).skb.as_ptr()
     }
 }
 
 impl Drop for NetlinkSkBuff {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant, the skb is ours and was never sent.
         unsafe { bindings::nlmsg_free(self.skb.as_ptr()) };
@@ -202,18 +215,19 @@ impl Drop for NetlinkSkBuff {
 /// # Safety
 ///
 /// `skb` must be a valid skb that the caller may write to.
+#[inline]
 unsafe fn nla_put(skb: *mut bindings::sk_buff, attrtype: c_int, data: &[u8]) -> Result {
     if u16::try_from(attrtype).is_err() {
         return Err(EINVAL);
     }
-    // SAFETY: The caller guarantees that `skb` is valid.
-    let tailroom = unsafe { bindings::skb_tailroom(skb) } as usize;
-    if data.len() > MAX_ATTR_PAYLOAD || nla_total_size(data.len()) > tailroom {
+    if data.len() > MAX_ATTR_PAYLOAD {
         return Err(EMSGSIZE);
     }
-    // SAFETY: The skb is writable, with room for the attribute (checked
-    // above); `nla_put()` copies `data.len()` bytes, which fit its `int` and
-    // the 16-bit `nla_len`, from `data` (none for an empty slice).
+    // SAFETY: The caller guarantees that the skb is valid and writable.
+    // `nla_put()` checks the room, failing with `-EMSGSIZE` and changing
+    // nothing if the attribute does not fit, then copies `data.len()`
+    // bytes, which fit its `int` and the 16-bit `nla_len`, from `data`
+    // (none for an empty slice).
     to_result(unsafe {
         bindings::nla_put(skb, attrtype, data.len() as c_int, data.as_ptr().cast())
     })
@@ -233,12 +247,14 @@ pub struct GenlMsg {
 
 impl GenlMsg {
     /// Appends a 32-bit unsigned attribute (`nla_put_u32()`).
+    #[inline]
     pub fn put_u32(&mut self, attrtype: c_int, value: u32) -> Result {
         // SAFETY: The skb is ours (`NetlinkSkBuff`'s invariant).
         unsafe { nla_put(self.skb.as_raw(), attrtype, &value.to_ne_bytes()) }
     }
 
     /// Appends a string attribute, NUL included (`nla_put_string()`).
+    #[inline]
     pub fn put_string(&mut self, attrtype: c_int, value: &CStr) -> Result {
         // SAFETY: The skb is ours (`NetlinkSkBuff`'s invariant).
         unsafe { nla_put(self.skb.as_raw(), attrtype, value.as_bytes_with_nul()) }
@@ -251,6 +267,7 @@ impl GenlMsg {
     }
 
     /// Ends the message (`genlmsg_end()`) and gives up the skb.
+    #[inline]
     fn end(self) -> *mut bindings::sk_buff {
         let me = ManuallyDrop::new(self);
         // SAFETY: By the type invariant, `hdr` is the user header of the
@@ -310,11 +327,18 @@ impl GenlMsg {
 
     /// Ends the message (`genlmsg_end()`) and sends it to the requester of
     /// `info` (`genlmsg_reply()`).
+    #[inline]
     pub fn reply(self, info: &Info<'_>) -> Result {
-        let skb = self.end();
-        // SAFETY: `genlmsg_reply()` takes over the skb in every case; `info`
-        // is valid.
-        to_result(unsafe { bindings::genlmsg_reply(skb, info.raw) })
+        // SAFETY: `end()` gives up an skb that nothing else has.
+        let skb = unsafe { NetlinkSkBuff::from_raw(NonNull::new_unchecked(self.end())) };
+        // What `genlmsg_reply()` does, without the two calls it is in C: a
+        // unicast to the sender, through the generic netlink socket of the
+        // request's namespace.
+        // SAFETY: The namespace is alive while the request runs (see
+        // `Info::net`), and every namespace's init created its generic
+        // netlink socket, which its exit releases.
+        let socket = unsafe { SocketRef::from_raw((*info.net().as_raw()).genl_sock) };
+        socket.unicast(skb, info.snd_portid())
     }
 }
 
@@ -329,16 +353,19 @@ pub trait PutAttr {
 }
 
 impl PutAttr for GenlMsg {
+    #[inline]
     fn put_u32(&mut self, attrtype: c_int, value: u32) -> Result {
         GenlMsg::put_u32(self, attrtype, value)
     }
 
+    #[inline]
     fn put_string(&mut self, attrtype: c_int, value: &CStr) -> Result {
         GenlMsg::put_string(self, attrtype, value)
     }
 }
 
 impl Drop for GenlMsg {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant, `hdr` is the user header of the last
         // message in the skb, which is ours; the skb is freed right after.
@@ -462,6 +489,7 @@ impl Family {
     /// the family's groups) in the initial network namespace
     /// (`genl_has_listeners()`); `false` for a group the family does not
     /// have.
+    #[inline]
     pub fn has_listeners(&self, group: u32) -> bool {
         self.has_listeners_netns(Namespace::init_ns(), group)
     }
@@ -469,12 +497,22 @@ impl Family {
     /// Whether anybody listens to multicast group `group` in network
     /// namespace `net` (`genl_has_listeners()`); `false` for a group the
     /// family does not have.
+    #[inline]
     pub fn has_listeners_netns(&self, net: &Namespace, group: u32) -> bool {
         if group >= self.n_mcgrps() {
             return false;
         }
-        // SAFETY: The family is valid and has the group; `net` is valid.
-        unsafe { bindings::genl_has_listeners(self.as_raw(), net.as_raw(), group) != 0 }
+        // What `genl_has_listeners()` does: the family's groups are
+        // numbered from its `mcgrp_offset` in the generic netlink socket of
+        // the namespace.
+        // SAFETY: The family is valid (its fields are only read); `net` is
+        // valid, and so is its generic netlink socket (see
+        // `GenlMsg::reply`). `netlink_has_listeners()` checks the group
+        // against the socket's (any number is `false` beyond them).
+        unsafe {
+            let group = (*self.as_raw()).mcgrp_offset as u32 + group;
+            bindings::netlink_has_listeners((*net.as_raw()).genl_sock, group) != 0
+        }
     }
 
     /// Reports `err` to every listener of multicast group `group` in network
@@ -494,10 +532,12 @@ impl Family {
     }
 
     /// The C family.
+    #[inline]
     pub fn as_raw(&self) -> *mut bindings::genl_family {
         self.inner.get()
     }
 
+    #[inline]
     fn n_mcgrps(&self) -> u32 {
         // SAFETY: `n_mcgrps` is set by `const_new` and never written again.
         unsafe { (*self.as_raw()).n_mcgrps }.into()
@@ -988,6 +1028,7 @@ impl<'a> Info<'a> {
     /// # Safety
     ///
     /// `raw` must satisfy the type invariants for `'a`.
+    #[inline]
     unsafe fn from_raw(raw: *mut bindings::genl_info) -> Self {
         // INVARIANT: The caller guarantees the invariants.
         Self {
@@ -996,6 +1037,7 @@ impl<'a> Info<'a> {
         }
     }
 
+    #[inline]
     fn maxattr(&self) -> u16 {
         // SAFETY: By the type invariant, `raw` and its family are valid; the
         // registration set the family's `maxattr`, that of every command,
@@ -1005,6 +1047,7 @@ impl<'a> Info<'a> {
 
     /// The network namespace of the request (`genl_info_net()`): that of
     /// its sender, which holds it for the duration of the request.
+    #[inline]
     pub fn net(&self) -> &'a Namespace {
         // SAFETY: By the type invariant, `raw` is valid; the core set its
         // namespace to that of the socket the request came through, which
@@ -1019,12 +1062,14 @@ impl<'a> Info<'a> {
     }
 
     /// The port id of the sender, as the netlink core recorded it.
+    #[inline]
     pub fn snd_portid(&self) -> u32 {
         // SAFETY: By the type invariant, `raw` is valid.
         unsafe { (*self.raw).snd_portid }
     }
 
     /// Attribute `attr` of the request, if present.
+    #[inline]
     pub fn attr(&self, attr: u16) -> Option<Attr<'a>> {
         if attr > self.maxattr() {
             return None;
@@ -1047,6 +1092,7 @@ impl<'a> Info<'a> {
     /// Attribute `attr`, which the command requires. When it is missing,
     /// reports it in the extended ack (`NL_SET_ERR_ATTR_MISS`, with `msg` as
     /// the message) and returns `EINVAL`.
+    #[inline]
     pub fn required_attr(&self, attr: u16, msg: &'static CStr) -> Result<Attr<'a>> {
         self.attr(attr).ok_or_else(|| {
             // SAFETY: By the type invariant, `extack` is valid; the core
@@ -1133,6 +1179,7 @@ impl<'a> Attr<'a> {
     /// # Safety
     ///
     /// `nla` must satisfy the type invariants for `'a`.
+    #[inline]
     unsafe fn from_raw(nla: NonNull<bindings::nlattr>) -> Self {
         // INVARIANT: The caller guarantees the invariants.
         Self {
@@ -1142,6 +1189,7 @@ impl<'a> Attr<'a> {
     }
 
     /// The payload (`nla_data()`, `nla_len()`).
+    #[inline]
     pub fn data(&self) -> &'a [u8] {
         // SAFETY: By the type invariant, the header is valid.
         let len = usize::from(unsafe { (*self.nla.as_ptr()).nla_len });
@@ -1153,13 +1201,17 @@ impl<'a> Attr<'a> {
 
     /// The string of an `NLA_NUL_STRING` attribute, NUL included: the
     /// policy guarantees a NUL within the payload.
+    #[inline]
     pub fn nul_string(&self) -> Result<&'a CStr> {
         let data = self.data();
         let nul = data.iter().position(|&b| b == 0).ok_or(EINVAL)?;
-        CStr::from_bytes_with_nul(&data[..=nul]).map_err(|_| EINVAL)
+        // SAFETY: `data[..=nul]` ends with its first NUL, so it has no
+        // other: what `CStr::from_bytes_with_nul()` would scan it for again.
+        Ok(unsafe { CStr::from_bytes_with_nul_unchecked(&data[..=nul]) })
     }
 
     /// The value of an `NLA_U32` attribute.
+    #[inline]
     pub fn u32(&self) -> Result<u32> {
         let bytes = self.data().get(..4).ok_or(EINVAL)?;
         Ok(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
@@ -1193,6 +1245,7 @@ impl<'a> Dump<'a> {
     /// The network namespace of the dump (`genl_info_net()` of the dump's
     /// info): that of the socket that asked for it, which holds it while
     /// the dump runs.
+    #[inline]
     pub fn net(&self) -> &'a Namespace {
         // SAFETY: By the type invariant, `cb` is valid and `genl_start()`
         // set up its info, whose namespace is that of the requesting
@@ -1213,7 +1266,7 @@ impl<'a> Dump<'a> {
             let cb = self.cb;
             bindings::genlmsg_put(
                 self.skb,
-                (*bindings::NETLINK_CB((*cb).skb)).portid,
+                (*crate::net::raw_netlink::netlink_cb((*cb).skb)).portid,
                 (*(*cb).nlh).nlmsg_seq,
                 (*bindings::genl_info_dump(cb)).family,
                 bindings::NLM_F_MULTI as c_int,
@@ -1247,11 +1300,13 @@ pub struct DumpMsg<'a> {
 }
 
 impl PutAttr for DumpMsg<'_> {
+    #[inline]
     fn put_u32(&mut self, attrtype: c_int, value: u32) -> Result {
         // SAFETY: By the type invariant, the skb is the dump's buffer.
         unsafe { nla_put(self.skb, attrtype, &value.to_ne_bytes()) }
     }
 
+    #[inline]
     fn put_string(&mut self, attrtype: c_int, value: &CStr) -> Result {
         // SAFETY: By the type invariant, the skb is the dump's buffer.
         unsafe { nla_put(self.skb, attrtype, value.as_bytes_with_nul()) }
@@ -1264,6 +1319,7 @@ impl DumpMsg<'_> {
     /// message (`genl_dump_check_consistent()`). The check comes last, so
     /// that a message cancelled for want of room does not take the flag
     /// with it: the core flags only the first message after a change.
+    #[inline]
     pub fn end(self) {
         let me = ManuallyDrop::new(self);
         // SAFETY: By the type invariant, `hdr` is the user header of the
@@ -1276,6 +1332,7 @@ impl DumpMsg<'_> {
 }
 
 impl Drop for DumpMsg<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant, `hdr` is the user header of the last
         // message in the skb: removing it leaves the earlier ones.

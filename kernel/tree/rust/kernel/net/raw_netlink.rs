@@ -34,7 +34,7 @@
 //! [`messages`]: RecvSkBuff::messages
 
 use crate::{
-    alloc::{flags::GFP_KERNEL, Flags, KBox, KVec},
+    alloc::{flags::GFP_KERNEL, Flags, KBox},
     bindings,
     error::{code::*, to_result, Error, Result},
     net::namespace::{self, Namespace, NetRef, Operations, Subsys},
@@ -44,7 +44,13 @@ use crate::{
     types::Opaque,
     ThisModule,
 };
-use core::{ffi::c_void, mem::size_of, ops::Deref, ptr, ptr::NonNull};
+use core::{
+    ffi::{c_int, c_void},
+    mem::size_of,
+    ops::Deref,
+    ptr,
+    ptr::NonNull,
+};
 
 /// Alignment of netlink messages and of their payload (`NLMSG_ALIGNTO`).
 pub const NLMSG_ALIGNTO: usize = bindings::NLMSG_ALIGNTO as usize;
@@ -63,6 +69,7 @@ pub const NLMSG_ALIGNTO: usize = bindings::NLMSG_ALIGNTO as usize;
 /// assert_eq!(nlmsg_align(13), 16);
 /// assert_eq!(NLMSG_HDRLEN, 16);
 /// ```
+#[inline]
 pub const fn nlmsg_align(len: usize) -> usize {
     (len + NLMSG_ALIGNTO - 1) & !(NLMSG_ALIGNTO - 1)
 }
@@ -110,6 +117,7 @@ pub struct Header {
 }
 
 impl Header {
+    #[inline]
     fn to_raw(self) -> bindings::nlmsghdr {
         bindings::nlmsghdr {
             nlmsg_len: self.len,
@@ -161,12 +169,14 @@ impl SocketRef {
     /// # Safety
     ///
     /// `sk` must be a kernel netlink socket that stays valid for `'a`.
-    unsafe fn from_raw<'a>(sk: *mut bindings::sock) -> &'a Self {
+    #[inline]
+    pub(crate) unsafe fn from_raw<'a>(sk: *mut bindings::sock) -> &'a Self {
         // SAFETY: `SocketRef` is a transparent wrapper of `struct sock`, and
         // the caller guarantees that `sk` is valid for `'a`.
         unsafe { &*sk.cast() }
     }
 
+    #[inline]
     fn as_raw(&self) -> *mut bindings::sock {
         self.0.get()
     }
@@ -178,11 +188,22 @@ impl SocketRef {
     /// buffer is full, the netlink core drops the message, returns `EAGAIN`,
     /// and reports `ENOBUFS` to the receiver on its next `recvmsg()`.
     /// `ECONNREFUSED` means that the receiver is gone.
+    #[inline]
     pub fn unicast(&self, skb: NetlinkSkBuff, portid: u32) -> Result {
         // SAFETY: By the type invariant, `self` is a valid kernel netlink
-        // socket. `nlmsg_unicast()` takes over the skb in every case, so
-        // ownership passes to it through `into_raw()`.
-        to_result(unsafe { bindings::nlmsg_unicast(self.as_raw(), skb.into_raw(), portid) })
+        // socket. `netlink_unicast()` takes over the skb in every case, so
+        // ownership passes to it through `into_raw()`; as `nlmsg_unicast()`
+        // does, it does not wait for room (`MSG_DONTWAIT`).
+        let sent = unsafe {
+            bindings::netlink_unicast(
+                self.as_raw(),
+                skb.into_raw(),
+                portid,
+                bindings::MSG_DONTWAIT as c_int,
+            )
+        };
+        // The bytes sent, or an error.
+        to_result(sent.min(0))
     }
 
     /// Whether a userspace socket listens to multicast group `group`
@@ -191,6 +212,7 @@ impl SocketRef {
     /// groups per unit, for every namespace: `true` may mean a listener in
     /// another namespace only, to which [`SocketRef::broadcast`] sends
     /// nothing. A hint that spares building unwanted messages.
+    #[inline]
     pub fn has_listeners(&self, group: u32) -> bool {
         // SAFETY: By the type invariant, `self` is a valid kernel netlink
         // socket; the core checks `group` against the unit's groups.
@@ -492,6 +514,7 @@ pub struct Sockets<T: PernetInput> {
 
 impl<T: PernetInput> Sockets<T> {
     /// An unregistered unit, for a `static`.
+    #[inline]
     pub const fn new() -> Self {
         Self {
             subsys: Subsys::new(),
@@ -559,12 +582,14 @@ impl<T: PernetInput> namespace::Registration<Unit<T>> {
     /// The kernel socket of the unit in `net`: where a reply to a request
     /// from `net` goes. `None` only for a namespace whose socket is being
     /// created.
+    #[inline]
     pub fn socket<'a>(&'a self, net: &'a Namespace) -> Option<&'a SocketRef> {
         self.state(net).map(|socket| &**socket)
     }
 
     /// The input handler the sockets were registered with (each socket has
     /// a clone of it).
+    #[inline]
     pub fn data(&self) -> &T {
         &self.data
     }
@@ -606,12 +631,14 @@ impl RecvSkBuff {
     /// # Safety
     ///
     /// `skb` must satisfy the type invariants for `'a`.
+    #[inline]
     unsafe fn from_raw<'a>(skb: *mut bindings::sk_buff) -> &'a Self {
         // SAFETY: `RecvSkBuff` is a transparent wrapper of `struct sk_buff`,
         // and the caller guarantees that `skb` is valid for `'a`.
         unsafe { &*skb.cast() }
     }
 
+    #[inline]
     fn as_raw(&self) -> *mut bindings::sk_buff {
         self.0.get()
     }
@@ -621,13 +648,15 @@ impl RecvSkBuff {
     ///
     /// Reply to this, not to the `nlmsg_pid` header field, which the sender
     /// wrote and may have forged.
+    #[inline]
     pub fn portid(&self) -> u32 {
         // SAFETY: By the type invariant, the skb is valid and its control
         // block is a `struct netlink_skb_parms` filled in by the netlink core.
-        unsafe { (*bindings::NETLINK_CB(self.as_raw())).portid }
+        unsafe { (*netlink_cb(self.as_raw())).portid }
     }
 
     /// The kernel socket that received the datagram.
+    #[inline]
     pub fn socket(&self) -> &SocketRef {
         // SAFETY: By the type invariant, `skb->sk` is the receiving kernel
         // socket, which holds the skb, so it outlives the borrow of `self`.
@@ -638,6 +667,7 @@ impl RecvSkBuff {
     ///
     /// Netlink allocates the skbs of userspace datagrams linear, so this is
     /// the whole datagram.
+    #[inline]
     pub fn data(&self) -> &[u8] {
         let skb = self.as_raw();
         // SAFETY: By the type invariant, the skb is valid and not modified.
@@ -655,6 +685,7 @@ impl RecvSkBuff {
     /// Like `netlink_rcv_skb()`, the iteration stops at the first header
     /// that is too short or claims more bytes than remain: the rest of the
     /// datagram is garbage and is skipped.
+    #[inline]
     pub fn messages(&self) -> Messages<'_> {
         Messages {
             skb: self,
@@ -673,6 +704,7 @@ pub struct Messages<'a> {
 impl<'a> Iterator for Messages<'a> {
     type Item = Message<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Message<'a>> {
         if self.rest.len() < NLMSG_HDRLEN {
             return None;
@@ -741,21 +773,25 @@ pub trait Received {
     fn report_loss(&self);
 
     /// The message type (`nlmsg_type`).
+    #[inline]
     fn ty(&self) -> u16 {
         self.header().ty
     }
 
     /// The message flags (`nlmsg_flags`).
+    #[inline]
     fn flags(&self) -> u16 {
         self.header().flags
     }
 
     /// The sequence number chosen by the sender (`nlmsg_seq`).
+    #[inline]
     fn seq(&self) -> u32 {
         self.header().seq
     }
 
     /// Whether the sender asked for an acknowledgement (`NLM_F_ACK`).
+    #[inline]
     fn wants_ack(&self) -> bool {
         self.flags() & NLM_F_ACK != 0
     }
@@ -763,6 +799,7 @@ pub trait Received {
     /// Whether `netlink_rcv_skb()` would hand the message to its callback:
     /// it has `NLM_F_REQUEST`, and its type is not below `NLMSG_MIN_TYPE`
     /// (0x10), the types that netlink reserves for control messages.
+    #[inline]
     fn is_request(&self) -> bool {
         self.flags() & NLM_F_REQUEST != 0 && self.ty() >= NLMSG_MIN_TYPE
     }
@@ -801,29 +838,45 @@ impl<'a> Message<'a> {
         };
     }
 
-    /// Copies what an answer needs out of the skb, which the netlink core
-    /// frees when [`Input::input`] returns: for answering later, from
-    /// another thread.
-    pub fn copy(&self, flags: Flags) -> Result<MessageCopy> {
-        let payload = self.payload();
-        let mut copy = KVec::with_capacity(payload.len(), flags)?;
-        copy.extend_from_slice(payload, flags)?;
+    /// Keeps what an answer needs beyond the input callback, after which
+    /// the netlink core lets go of the skb: for answering later, from
+    /// another thread. Allocates nothing: the header is copied, and the
+    /// payload stays in the datagram, on which the copy holds a reference
+    /// (`skb_get()`), as a C module that queues requests does. So a copy
+    /// keeps its whole datagram until it is dropped.
+    ///
+    /// Fails with `EINVAL` if the netlink core recorded no sender (it
+    /// always does).
+    pub fn copy(&self) -> Result<MessageCopy> {
         // The core always sets the sender: no socket is not ours to answer.
         let sender = NonNull::new(self.sender()).ok_or(EINVAL)?;
+        let receiver = self.skb.socket().as_raw();
         // SAFETY: The kernel socket that received the skb is alive during
         // the input callback, and so is its namespace, which is the
         // sender's: a userspace sender holds a counted reference on it.
-        let net = unsafe { Namespace::from_raw(bindings::sock_net(self.skb.socket().as_raw())) };
+        let net = unsafe { Namespace::from_raw(bindings::sock_net(receiver)) };
         // SAFETY: As above, the namespace is set up and referenced.
         let net = unsafe { net.get() };
         // SAFETY: `sender` is the sender's socket, valid during the input
-        // callback (see `Message::sender`); the reference taken keeps it
-        // valid until `MessageCopy::drop`.
-        unsafe { bindings::sock_hold(sender.as_ptr()) };
-        // INVARIANT: We hold a reference on `sender`.
+        // callback (see `Message::sender`), and `receiver` the kernel socket
+        // that holds the skb; the references taken keep them valid until
+        // `MessageCopy::drop`. The skb is valid during the callback (type
+        // invariant of `RecvSkBuff`); the reference taken keeps it, and its
+        // data, which nobody modifies once it was delivered, until then.
+        unsafe {
+            bindings::sock_hold(sender.as_ptr());
+            bindings::sock_hold(receiver);
+            bindings::skb_get(self.skb.as_raw());
+        }
+        let skb = NonNull::from(self.skb).cast::<bindings::sk_buff>();
+        let payload = self.payload();
+        // INVARIANT: We hold a reference on `sender`, on `skb` and on the
+        // kernel socket that the skb is charged to; `payload` is inside the
+        // skb's data.
         Ok(MessageCopy {
             header: self.header(),
-            payload: copy,
+            skb,
+            payload: NonNull::from(payload),
             portid: self.portid(),
             sender,
             net,
@@ -833,15 +886,17 @@ impl<'a> Message<'a> {
     /// The sender's socket (`NETLINK_CB(skb).sk`): valid while the input
     /// callback runs, as the sender waits in its `sendmsg()`, but not
     /// referenced by the skb.
+    #[inline]
     fn sender(&self) -> *mut bindings::sock {
         // SAFETY: By the type invariant of `RecvSkBuff`, the skb is valid and
         // its control block was filled in by the netlink core, which sets
         // `sk` to the sending socket before calling the input callback.
-        unsafe { (*bindings::NETLINK_CB(self.skb.as_raw())).sk }
+        unsafe { (*netlink_cb(self.skb.as_raw())).sk }
     }
 }
 
 impl Received for Message<'_> {
+    #[inline]
     fn header(&self) -> Header {
         Header {
             len: self.header.nlmsg_len,
@@ -852,15 +907,18 @@ impl Received for Message<'_> {
         }
     }
 
+    #[inline]
     fn payload(&self) -> &[u8] {
         // By the type invariant, the message holds at least a header.
         self.bytes.get(NLMSG_HDRLEN..).unwrap_or(&[])
     }
 
+    #[inline]
     fn portid(&self) -> u32 {
         self.skb.portid()
     }
 
+    #[inline]
     fn caps_acks(&self) -> bool {
         // SAFETY: The sender's socket is a userspace netlink socket, valid
         // while the callback runs (see `Message::sender`), which the core
@@ -868,26 +926,36 @@ impl Received for Message<'_> {
         unsafe { bindings::netlink_caps_acks(self.sender()) }
     }
 
+    #[inline]
     fn report_loss(&self) {
         // SAFETY: As above.
         unsafe { bindings::netlink_report_loss(self.sender()) }
     }
 }
 
-/// A received message copied out of its skb ([`Message::copy`]), for code
-/// that answers after the skb is gone, such as a kernel thread. It holds a
-/// reference on the sender's socket, as what `netlink_ack()` reads and
-/// reports lives there, and one on the namespace the message came from
-/// ([`MessageCopy::net`]): while it lives, the namespace, and so the socket
-/// that [`Sockets`] keeps there, stays.
+/// A received message kept beyond the input callback ([`Message::copy`]),
+/// for code that answers after the netlink core let go of the skb, such as a
+/// kernel thread. It holds a reference on the datagram, whose data holds
+/// the payload, on the kernel socket that the datagram is charged to (its
+/// destructor uncharges it: the socket must outlive it, even if its owner
+/// released it meanwhile), on the sender's socket, as what `netlink_ack()`
+/// reads and reports lives there, and on the namespace the message came
+/// from ([`MessageCopy::net`]): while it lives, the namespace, and so the
+/// socket that [`Sockets`] keeps there, stays.
 ///
 /// # Invariants
 ///
-/// `sender` is the userspace netlink socket that sent the message, on which
-/// this object holds a reference (`sock_hold()`).
+/// - `skb` is the datagram the message came in, delivered to a kernel
+///   socket (`skb->sk`); this object holds a reference on both
+///   (`skb_get()`, `sock_hold()`).
+/// - `payload` is the message's payload, inside the skb's data, which
+///   nobody modifies.
+/// - `sender` is the userspace netlink socket that sent the message, on
+///   which this object holds a reference (`sock_hold()`).
 pub struct MessageCopy {
     header: Header,
-    payload: KVec<u8>,
+    skb: NonNull<bindings::sk_buff>,
+    payload: NonNull<[u8]>,
     portid: u32,
     sender: NonNull<bindings::sock>,
     net: NetRef,
@@ -897,45 +965,63 @@ impl MessageCopy {
     /// The network namespace the message came from, that of the kernel
     /// socket that received it: the answer goes through that namespace's
     /// socket ([`SocketsRegistration::socket`]).
+    #[inline]
     pub fn net(&self) -> &Namespace {
         &self.net
     }
 }
 
-// SAFETY: The socket reference may be used and dropped on any thread; the
-// rest is plain data.
+// SAFETY: The references on the skb and the sockets may be used and
+// dropped on any thread (atomic counts); the payload is only read.
 unsafe impl Send for MessageCopy {}
 
-// SAFETY: Shared references only read the socket's flags, or report a loss
-// (`WRITE_ONCE()` and a wakeup), which are safe from any thread.
+// SAFETY: Shared references only read the payload and the socket's flags,
+// or report a loss (`WRITE_ONCE()` and a wakeup), which are safe from any
+// thread.
 unsafe impl Sync for MessageCopy {}
 
 impl Drop for MessageCopy {
+    #[inline]
     fn drop(&mut self) {
-        // SAFETY: By the type invariant, we hold a reference on `sender`.
-        unsafe { bindings::sock_put(self.sender.as_ptr()) };
+        let skb = self.skb.as_ptr();
+        // SAFETY: By the type invariant, we hold a reference on the skb and
+        // on its kernel socket, and one on `sender`. The skb goes first: its
+        // destructor uncharges the kernel socket, which our reference keeps.
+        unsafe {
+            let receiver = (*skb).sk;
+            bindings::consume_skb(skb);
+            bindings::sock_put(receiver);
+            bindings::sock_put(self.sender.as_ptr());
+        }
     }
 }
 
 impl Received for MessageCopy {
+    #[inline]
     fn header(&self) -> Header {
         self.header
     }
 
+    #[inline]
     fn payload(&self) -> &[u8] {
-        &self.payload
+        // SAFETY: By the type invariant, the payload is inside the data of
+        // the skb we hold, which nobody modifies.
+        unsafe { self.payload.as_ref() }
     }
 
+    #[inline]
     fn portid(&self) -> u32 {
         self.portid
     }
 
+    #[inline]
     fn caps_acks(&self) -> bool {
         // SAFETY: By the type invariant, `sender` is a userspace netlink
         // socket on which we hold a reference.
         unsafe { bindings::netlink_caps_acks(self.sender.as_ptr()) }
     }
 
+    #[inline]
     fn report_loss(&self) {
         // SAFETY: As above.
         unsafe { bindings::netlink_report_loss(self.sender.as_ptr()) }
@@ -950,11 +1036,30 @@ pub const MAX_SKB_SIZE: usize = (i32::MAX / 4) as usize;
 
 /// Room a message with `payload` bytes takes, header and padding included
 /// (`nlmsg_total_size()`), if it is within [`MAX_SKB_SIZE`].
+#[inline]
 fn nlmsg_total_size(payload: usize) -> Result<usize> {
     match payload.checked_add(NLMSG_HDRLEN + NLMSG_ALIGNTO) {
         Some(size) if size <= MAX_SKB_SIZE => Ok(nlmsg_align(NLMSG_HDRLEN + payload)),
         _ => Err(EMSGSIZE),
     }
+}
+
+/// The payload of the message that `nlh` heads (`nlmsg_data()`): the
+/// header is `NLMSG_HDRLEN` bytes, padding included.
+#[inline]
+fn nlmsg_data(nlh: NonNull<bindings::nlmsghdr>) -> *mut u8 {
+    // The payload follows the header inside the message's buffer.
+    nlh.as_ptr().cast::<u8>().wrapping_add(NLMSG_HDRLEN)
+}
+
+/// The netlink core's record of a datagram in the skb's control block
+/// (`NETLINK_CB(skb)`). The pointer is valid as long as `skb` is.
+#[inline]
+pub(crate) fn netlink_cb(skb: *mut bindings::sk_buff) -> *mut bindings::netlink_skb_parms {
+    // `NETLINK_CB(skb)` is `skb->cb`, seen as a `struct netlink_skb_parms`;
+    // no memory is read here.
+    skb.wrapping_byte_add(core::mem::offset_of!(bindings::sk_buff, cb))
+        .cast()
 }
 
 /// Raw netlink messages in a [`NetlinkSkBuff`].
@@ -984,11 +1089,15 @@ impl NetlinkSkBuff {
     /// Allocates a buffer with room for one message of `payload` bytes
     /// (`nlmsg_new()`). Fails with `EMSGSIZE` when the message would exceed
     /// [`MAX_SKB_SIZE`], and with `ENOMEM`.
+    #[inline]
     pub fn nlmsg_new(payload: usize, flags: Flags) -> Result<Self> {
-        nlmsg_total_size(payload)?;
-        // SAFETY: `nlmsg_new()` may be called with any flags; `payload` is
-        // small enough for its `int` arithmetic. It returns NULL on failure.
-        let skb = unsafe { bindings::nlmsg_new(payload, flags.as_raw()) };
+        let size = nlmsg_total_size(payload)?;
+        // SAFETY: `__alloc_skb()` may be called with any flags, and `size`
+        // is within `MAX_SKB_SIZE`. It returns NULL on failure. This is
+        // `nlmsg_new()`: `alloc_skb(nlmsg_total_size(payload), flags)`.
+        let skb = unsafe {
+            bindings::__alloc_skb(size as u32, flags.as_raw(), 0, bindings::NUMA_NO_NODE)
+        };
         // SAFETY: The skb was just allocated, and nothing else has it.
         Ok(unsafe { Self::from_raw(NonNull::new(skb).ok_or(ENOMEM)?) })
     }
@@ -996,6 +1105,7 @@ impl NetlinkSkBuff {
     /// Reserves a message (`nlmsg_put()`) with a payload of `len` bytes,
     /// whose padding is zeroed, and returns its header. Fails with
     /// `EMSGSIZE`, leaving the buffer as it was, when it does not fit.
+    #[inline]
     fn nlmsg_put(
         &mut self,
         portid: u32,
@@ -1010,11 +1120,11 @@ impl NetlinkSkBuff {
         // The total size fits in `MAX_SKB_SIZE`, so the length fits an `int`.
         let len = len as i32;
         // SAFETY: By the type invariant, the skb is valid and ours, with room
-        // for the message (checked above). `nlmsg_put()` reserves
-        // `nlmsg_total_size(len)` bytes, writes the header and zeroes the
-        // padding.
+        // for the message (checked above, which is all that `nlmsg_put()`
+        // adds). `__nlmsg_put()` reserves `nlmsg_total_size(len)` bytes,
+        // writes the header and zeroes the padding.
         let nlh = unsafe {
-            bindings::nlmsg_put(self.as_raw(), portid, seq, ty.into(), len, flags.into())
+            bindings::__nlmsg_put(self.as_raw(), portid, seq, ty.into(), len, flags.into())
         };
         NonNull::new(nlh).ok_or(EMSGSIZE)
     }
@@ -1029,18 +1139,13 @@ impl NetlinkSkBuff {
     /// writes it: the payload is raw bytes, so the receiver learns its length
     /// from the header. (`nlmsg_end()`, made for attribute payloads, would
     /// round it up to 4 bytes.) The padding after the payload is zeroed.
+    #[inline]
     pub fn put(&mut self, portid: u32, seq: u32, ty: u16, flags: u16, payload: &[u8]) -> Result {
         let nlh = self.nlmsg_put(portid, seq, ty, flags, payload.len())?;
         // SAFETY: `nlh` starts a message with room for `payload.len()`
         // payload bytes, which cannot overlap `payload`, a slice the caller
         // owns.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                payload.as_ptr(),
-                bindings::nlmsg_data(nlh.as_ptr()).cast::<u8>(),
-                payload.len(),
-            )
-        };
+        unsafe { ptr::copy_nonoverlapping(payload.as_ptr(), nlmsg_data(nlh), payload.len()) };
         Ok(())
     }
 
@@ -1072,7 +1177,7 @@ impl NetlinkSkBuff {
         // `struct nlmsgerr` followed by the copy and its padding (checked
         // above). The writes make no alignment assumption.
         unsafe {
-            let data = bindings::nlmsg_data(nlh.as_ptr()).cast::<u8>();
+            let data = nlmsg_data(nlh);
             ptr::write_unaligned(data.cast(), errmsg);
             let copy = data.add(NLMSGERR_SIZE);
             ptr::copy_nonoverlapping(copied.as_ptr(), copy, copied.len());
@@ -1086,6 +1191,7 @@ impl NetlinkSkBuff {
     }
 
     /// How many more bytes fit (`skb_tailroom()`).
+    #[inline]
     pub fn tailroom(&self) -> usize {
         // SAFETY: By the type invariant, the skb is valid.
         unsafe { bindings::skb_tailroom(self.as_raw()) as usize }
@@ -1214,6 +1320,7 @@ struct Pending {
 impl<'a> Replies<'a> {
     /// Replies sent through `socket`, coalesced if `coalesce`, in buffers
     /// allocated with `flags`.
+    #[inline]
     pub fn new(socket: &'a SocketRef, coalesce: bool, flags: Flags) -> Self {
         Self {
             socket,
@@ -1224,6 +1331,7 @@ impl<'a> Replies<'a> {
     }
 
     /// Adds a message for `portid`, as [`NetlinkSkBuff::put`] builds it.
+    #[inline]
     pub fn put(&mut self, portid: u32, seq: u32, ty: u16, flags: u16, payload: &[u8]) -> Result {
         self.add(portid, payload.len(), |skb| {
             skb.put(portid, seq, ty, flags, payload)
@@ -1252,6 +1360,7 @@ impl<'a> Replies<'a> {
     }
 
     /// Sends the pending datagram, if there is one.
+    #[inline]
     pub fn flush(&mut self) -> Result {
         match self.pending.take() {
             Some(pending) => self.socket.unicast(pending.skb, pending.portid),
@@ -1266,6 +1375,7 @@ impl<'a> Replies<'a> {
     }
 
     /// Adds a message of `payload` bytes that `put` writes into an skb.
+    #[inline]
     fn add(
         &mut self,
         portid: u32,
@@ -1298,6 +1408,7 @@ impl Pending {
     /// Puts a message of `size` bytes, growing the datagram to a page's
     /// worth if needed (once: after that, whatever is within the budget
     /// fits); `false` when it is full.
+    #[inline]
     fn put(
         &mut self,
         size: usize,
@@ -1331,6 +1442,7 @@ impl Pending {
 }
 
 impl Drop for Replies<'_> {
+    #[inline]
     fn drop(&mut self) {
         // The receiver learns of a lost datagram from the netlink core
         // (`ENOBUFS`); there is nobody else to tell.
