@@ -109,8 +109,9 @@ enum Cmd {
         #[arg(long)]
         icount: bool,
     },
-    /// Where a benchmark's guest instructions go, per function (kernel and
-    /// user side): a QEMU plugin counts them in a VM booted with icount.
+    /// Where a benchmark's guest instructions go, per kernel function (user
+    /// space as one bucket): a QEMU plugin counts them in a VM booted with
+    /// icount.
     /// Pairs of ids also print their difference (a Rust module and its C
     /// twin: the first and second id, the third and fourth, ...).
     Profile {

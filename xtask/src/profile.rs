@@ -1,5 +1,5 @@
 //! `cargo xtask profile ID...`: where a benchmark's guest instructions go,
-//! per function, kernel and user side.
+//! per kernel function; user space is counted as one bucket.
 //!
 //! The VM boots with QEMU's icount and a TCG plugin of ours
 //! (`xtask/profile/rosetta_profile.c`) that counts the instructions of
