@@ -646,7 +646,9 @@ const TARGETS: &[Target] = &[
         b: "c-kthread/raw/pipelined-64/16",
         wall: Some(1.10),
         icount: Some(1.02),
-        guard: Some(1.02),
+        // 1.013 to 1.030 from boot to boot (the batching per wake-up
+        // depends on scheduling, on both sides): the book says more.
+        guard: Some(1.04),
         le: true,
     },
     Target {
