@@ -1187,21 +1187,20 @@ fn probe(spec: &str) {
         .unwrap_or_else(|| panic!("no benchmark {id}"));
     activate(case);
     let iters = count.div_ceil(case.per_iter);
-    if std::env::var_os("ROSETTA_PROFILE").is_none() {
-        for _ in 0..iters {
+    let profiling = std::env::var_os("ROSETTA_PROFILE").is_some();
+    if profiling {
+        // Warm up outside the window, which then holds only the loop.
+        for _ in 0..iters.div_ceil(10) {
             (case.run)();
         }
-        return;
+        profile_window(true);
     }
-    // Warm up outside the window, then count only the loop.
-    for _ in 0..iters.div_ceil(10) {
-        (case.run)();
-    }
-    profile_window(true);
     for _ in 0..iters {
         (case.run)();
     }
-    profile_window(false);
+    if profiling {
+        profile_window(false);
+    }
 }
 
 /// Opens or closes the window in which `cargo xtask profile`'s QEMU plugin

@@ -10,7 +10,7 @@
  * close, the plugin appends to the file `out=` names one line per block
  * executed in the window, `<window> <guest address> <instructions per
  * execution> <executions>`, and starts counting afresh. The host maps the
- * addresses to symbols with the guest's /proc/kallsyms.
+ * addresses to symbols (the kernel's System.map, the modules' .ko files).
  *
  * With one guest CPU and icount, what it counts is what the guest's clock
  * measured: every instruction, kernel and user side.

@@ -22,7 +22,7 @@
 //! user side together), exact whatever the host is doing. The figures are
 //! then "guest kinstr/rt", the targets are instruction ratios, and the
 //! summary goes to `target/rosetta/bench-icount-summary.*` (the HTML report
-//! to `target/criterion-icount/`). [`icount_check`] is the short pass of
+//! to `target/criterion-icount/`). [`icount_pass`] is the short pass of
 //! `cargo xtask test` that guards the Rust modules' ratios to their C twins.
 
 use crate::util::{root, run, step};
@@ -77,6 +77,22 @@ impl Measure {
             Measure::Instructions => "criterion-icount",
         }
     }
+
+    /// Where the VM writes the run's raw outputs, under `target/rosetta/`.
+    fn run_dir(self) -> &'static str {
+        match self {
+            Measure::Time => "bench-run",
+            Measure::Instructions => "bench-icount-run",
+        }
+    }
+
+    /// What the figures are, for the summary.
+    fn description(self) -> &'static str {
+        match self {
+            Measure::Time => "wall-clock time (QEMU TCG)",
+            Measure::Instructions => "guest instructions (QEMU -icount shift=0,sleep=off)",
+        }
+    }
 }
 
 pub fn run_bench(quick: bool, icount: bool) -> Result<i32> {
@@ -88,11 +104,7 @@ pub fn run_bench(quick: bool, icount: bool) -> Result<i32> {
     let kernel = crate::kmod::build_modules(crate::kernel::Flavour::Normal)?;
     step("compiling the benches (cargo bench --no-run)");
     let exe = bench_binary()?;
-    let run_dir = root().join(if icount {
-        "target/rosetta/bench-icount-run"
-    } else {
-        "target/rosetta/bench-run"
-    });
+    let run_dir = root().join("target/rosetta").join(measure.run_dir());
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(run_dir.join("strace"))?;
     std::fs::write(run_dir.join("pairs.txt"), pairs_file(false))?;
@@ -198,7 +210,7 @@ pub fn run_bench(quick: bool, icount: bool) -> Result<i32> {
     let summary = json!({
         "quick": quick,
         "guest_cpus": 1,
-        "measure": if icount { "guest instructions (QEMU -icount shift=0,sleep=off)" } else { "wall-clock time (QEMU TCG)" },
+        "measure": measure.description(),
         "unit": measure.label(),
         "rows": rows,
         "targets": targets,
@@ -732,6 +744,7 @@ const TARGETS: &[Target] = &[
         guard: None,
         le: false,
     },
+    // Issue 16: dumps and multicast.
     Target {
         what: "genl GET dump of the echo log (1024 entries), per entry / nlctrl's GETFAMILY dump, per family (a reference)",
         a: "genl/raw/dump-1024/16",
@@ -883,6 +896,29 @@ fn pair_ratios(ratios_txt: &str) -> BTreeMap<(&str, &str), Vec<f64>> {
     per_pair
 }
 
+/// The spread of one pair's ratios over its rounds.
+struct Spread {
+    median: f64,
+    quartiles: [f64; 2],
+    /// The smallest and the largest ratio.
+    range: [f64; 2],
+    rounds: usize,
+}
+
+impl Spread {
+    /// `None` for no rounds.
+    fn of(ratios: &[f64]) -> Option<Spread> {
+        let mut r = ratios.to_vec();
+        r.sort_by(f64::total_cmp);
+        Some(Spread {
+            median: quantile(&r, 0.5),
+            quartiles: [quantile(&r, 0.25), quantile(&r, 0.75)],
+            range: [*r.first()?, *r.last()?],
+            rounds: r.len(),
+        })
+    }
+}
+
 /// Every target with its interleaved ratio: median, quartiles, extremes,
 /// and whether it met the bound of `measure`.
 fn target_results(ratios_txt: &str, measure: Measure) -> Vec<Value> {
@@ -890,7 +926,7 @@ fn target_results(ratios_txt: &str, measure: Measure) -> Vec<Value> {
     TARGETS
         .iter()
         .map(|t| {
-            let ratios = per_pair.get(&(t.a, t.b)).cloned();
+            let ratios = per_pair.get(&(t.a, t.b));
             let bound = match measure {
                 Measure::Time => t.wall,
                 Measure::Instructions => t.icount,
@@ -902,12 +938,11 @@ fn target_results(ratios_txt: &str, measure: Measure) -> Vec<Value> {
             if measure == Measure::Instructions {
                 row["ci_guard"] = json!(t.guard);
             }
-            match ratios {
-                Some(mut r) if !r.is_empty() => {
-                    r.sort_by(f64::total_cmp);
-                    let median = quantile(&r, 0.5);
+            match ratios.and_then(|r| Spread::of(r)) {
+                Some(spread) => {
+                    let median = spread.median;
                     // A rate target: the speed-up is b's rate over a's, i.e.
-                    // a's time over b's, which is what `r` holds.
+                    // a's time over b's, which is what the ratios hold.
                     let met = bound.map(|target| {
                         if t.le {
                             median <= target
@@ -915,10 +950,10 @@ fn target_results(ratios_txt: &str, measure: Measure) -> Vec<Value> {
                             median >= target
                         }
                     });
-                    row["rounds"] = json!(r.len());
+                    row["rounds"] = json!(spread.rounds);
                     row["median"] = json!(median);
-                    row["quartiles"] = json!([quantile(&r, 0.25), quantile(&r, 0.75)]);
-                    row["range"] = json!([r[0], r[r.len() - 1]]);
+                    row["quartiles"] = json!(spread.quartiles);
+                    row["range"] = json!(spread.range);
                     row["met"] = json!(met);
                 }
                 _ => row["met"] = Value::Null,
@@ -940,10 +975,41 @@ const CHECK_ANCHORS: &[(&str, &str)] = &[
     ("c-genl/raw/single/16", "anchor/nlctrl/single/*"),
 ];
 
+/// The icount pass: a second boot, with QEMU's icount, that counts the
+/// guest instructions per round trip of each Rust module and of its C twin
+/// (interleaved rounds) and fails when a Rust module costs
+/// more than its bound over the C twin by more than the pass's own spread.
+/// On the normal kernel only: the debug kernel's instrumentation (KASAN,
+/// lockdep) would be what it counts.
+pub fn icount_pass(kernel: &crate::kernel::Kernel) -> Result<()> {
+    let dir = root()
+        .join("target/rosetta/icount-check")
+        .join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let script = icount_check_command(&dir)?;
+    step("the icount pass: instructions per round trip, Rust modules against their C twins");
+    let rc = vm::run(&vm::VmRun {
+        kernel,
+        modules: vm::all_kmods().map(|m| m.0.to_string()).collect(),
+        cmd: vec!["sh".into(), "-c".into(), script],
+        timeout: Duration::from_secs(600),
+        cpus: 1,
+        rw_dirs: vec![dir.clone()],
+        verbose: false,
+        icount: true,
+        plugin: None,
+    })?;
+    if rc != 0 {
+        bail!("the icount pass failed in the VM (exit status {rc})");
+    }
+    icount_check(&dir)
+}
+
 /// The guest command of the icount pass of `cargo xtask test`: the guarded
 /// pairs and [`CHECK_ANCHORS`], interleaved, into `dir/ratios.txt`. Run it
 /// in a VM booted with icount, with every module loaded.
-pub fn icount_check_command(dir: &Path) -> Result<String> {
+fn icount_check_command(dir: &Path) -> Result<String> {
     let pairs: String = TARGETS
         .iter()
         .filter(|t| t.guard.is_some())
@@ -965,7 +1031,7 @@ pub fn icount_check_command(dir: &Path) -> Result<String> {
 /// the spread (largest minus smallest ratio) of its own rounds, as counts
 /// this exact make a regression check honest. Prints every pair; fails
 /// naming the ones over.
-pub fn icount_check(dir: &Path) -> Result<()> {
+fn icount_check(dir: &Path) -> Result<()> {
     let text = std::fs::read_to_string(dir.join("ratios.txt"))
         .with_context(|| format!("the icount pass wrote no ratios in {}", dir.display()))?;
     let per_pair = pair_ratios(&text);
@@ -974,30 +1040,26 @@ pub fn icount_check(dir: &Path) -> Result<()> {
         let Some(bound) = t.guard else {
             continue;
         };
-        let mut r = per_pair
+        let spread = per_pair
             .get(&(t.a, t.b))
-            .cloned()
+            .and_then(|r| Spread::of(r))
             .with_context(|| format!("the icount pass did not measure {} / {}", t.a, t.b))?;
-        r.sort_by(f64::total_cmp);
-        let (median, spread) = (quantile(&r, 0.5), r[r.len() - 1] - r[0]);
-        let ok = median <= bound + spread;
+        let [low, high] = spread.range;
+        let (median, width) = (spread.median, high - low);
+        let ok = median <= bound + width;
         eprintln!(
-            "    {}: {median:.4} (range {:.4}–{:.4}, spread {spread:.4}, {} rounds; bound {bound} + spread) {}",
+            "    {}: {median:.4} (range {low:.4}–{high:.4}, spread {width:.4}, {} rounds; bound {bound} + spread) {}",
             t.what,
-            r[0],
-            r[r.len() - 1],
-            r.len(),
+            spread.rounds,
             if ok { "ok" } else { "OVER" }
         );
         if !ok {
-            over.push(format!("{} ({median:.4} > {bound} + {spread:.4})", t.what));
+            over.push(format!("{} ({median:.4} > {bound} + {width:.4})", t.what));
         }
     }
     for (a, b) in CHECK_ANCHORS {
-        if let Some(r) = per_pair.get(&(*a, *b)) {
-            let mut r = r.clone();
-            r.sort_by(f64::total_cmp);
-            eprintln!("    {a} / {b} (a reference): {:.4}", quantile(&r, 0.5));
+        if let Some(spread) = per_pair.get(&(*a, *b)).and_then(|r| Spread::of(r)) {
+            eprintln!("    {a} / {b} (a reference): {:.4}", spread.median);
         }
     }
     if !over.is_empty() {

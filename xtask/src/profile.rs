@@ -6,9 +6,11 @@
 //! every translated block executed between two marker instructions. The
 //! bench binary runs each benchmark's loop (`ROSETTA_PROBE=<id>:<count>`,
 //! with `ROSETTA_PROFILE` set) between the markers, one window per id, all
-//! in the same boot; the guest's `/proc/kallsyms` (modules included) turns
-//! the block addresses into functions. The report gives, per window, the
-//! instructions per round trip of every function, and, for two ids, their
+//! in the same boot; the kernel's `System.map` and the modules' `.ko`
+//! symbols, placed where the guest's `/proc/modules` says, turn the block
+//! addresses into functions. The report gives, per window, the
+//! instructions per round trip of every function, and, for each pair of
+//! ids (the first and second, the third and fourth, ...), their
 //! difference: the way to find what a Rust module executes that its C twin
 //! does not (`cargo xtask profile raw/raw/single/16 c-raw/raw/single/16`).
 //!

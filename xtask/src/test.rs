@@ -19,7 +19,7 @@
 //!    than it has, fails the run instead of passing silently.
 //! 4. On the normal kernel, a second boot with QEMU's icount guards the
 //!    Rust modules' instructions per round trip against their C twins'
-//!    ([`icount_pass`]).
+//!    (`bench::icount_pass`).
 
 use crate::util::{root, run, step};
 use crate::vm::{self, sh_quote};
@@ -179,41 +179,10 @@ pub fn run_tests(flavour: crate::kernel::Flavour) -> Result<i32> {
         eprintln!("    {}: {passed} VM tests passed", b.src);
     }
     if !debug {
-        icount_pass(&kernel)?;
+        crate::bench::icount_pass(&kernel)?;
     }
     step("all tests passed");
     Ok(0)
-}
-
-/// The icount pass: a second boot, with QEMU's icount, that counts the
-/// guest instructions per round trip of each Rust module and of its C twin
-/// (interleaved rounds, see `bench.rs`) and fails when a Rust module costs
-/// more than its bound over the C twin by more than the pass's own spread.
-/// On the normal kernel only: the debug kernel's instrumentation (KASAN,
-/// lockdep) would be what it counts.
-fn icount_pass(kernel: &crate::kernel::Kernel) -> Result<()> {
-    let dir = root()
-        .join("target/rosetta/icount-check")
-        .join(std::process::id().to_string());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let script = crate::bench::icount_check_command(&dir)?;
-    step("the icount pass: instructions per round trip, Rust modules against their C twins");
-    let rc = vm::run(&vm::VmRun {
-        kernel,
-        modules: vm::all_kmods().map(|m| m.0.to_string()).collect(),
-        cmd: vec!["sh".into(), "-c".into(), script],
-        timeout: Duration::from_secs(600),
-        cpus: 1,
-        rw_dirs: vec![dir.clone()],
-        verbose: false,
-        icount: true,
-        plugin: None,
-    })?;
-    if rc != 0 {
-        bail!("the icount pass failed in the VM (exit status {rc})");
-    }
-    crate::bench::icount_check(&dir)
 }
 
 /// The VM test binaries that run on the normal kernel only, and why: the
