@@ -266,15 +266,15 @@ impl GenlMsg {
         unsafe { nla_put(self.skb.as_raw(), attrtype, &[]) }
     }
 
-    /// Ends the message (`genlmsg_end()`) and gives up the skb.
+    /// Ends the message (`genlmsg_end()`) and gives back its buffer.
     #[inline]
-    fn end(self) -> *mut bindings::sk_buff {
+    fn end(self) -> NetlinkSkBuff {
         let me = ManuallyDrop::new(self);
         // SAFETY: By the type invariant, `hdr` is the user header of the
         // message in the skb, which is ours.
         unsafe { bindings::genlmsg_end(me.skb.as_raw(), me.hdr.as_ptr()) };
         // SAFETY: `me` is never dropped: the skb is moved out exactly once.
-        unsafe { ptr::read(&me.skb) }.into_raw()
+        unsafe { ptr::read(&me.skb) }
     }
 
     /// Ends the message and sends it to the listeners of `family`'s
@@ -309,7 +309,7 @@ impl GenlMsg {
         if group >= family.n_mcgrps() {
             return Err(EINVAL);
         }
-        let skb = self.end();
+        let skb = self.end().into_raw();
         // SAFETY: `family` is valid and has group `group` (checked above),
         // `net` is valid; `genlmsg_multicast_netns()` takes over the skb in
         // every other case.
@@ -329,8 +329,7 @@ impl GenlMsg {
     /// `info` (`genlmsg_reply()`).
     #[inline]
     pub fn reply(self, info: &Info<'_>) -> Result {
-        // SAFETY: `end()` gives up an skb that nothing else has.
-        let skb = unsafe { NetlinkSkBuff::from_raw(NonNull::new_unchecked(self.end())) };
+        let skb = self.end();
         // What `genlmsg_reply()` does, without the two calls it is in C: a
         // unicast to the sender, through the generic netlink socket of the
         // request's namespace.
